@@ -1,0 +1,110 @@
+"""langdream: a memory for LangGraph agents that improves while they sleep.
+
+Record each run as an episode, dream over the episodes while the agent is idle to write
+generalized insights with provenance, and recall the relevant insights at the start of later
+runs::
+
+    from langdream import DreamMemory, dreaming
+
+    memory = DreamMemory()                      # ./.langdream, or LANGDREAM_HOME
+    graph = dreaming(builder.compile(), memory=memory, judge=lambda state: ...)
+    graph.invoke({"messages": [("user", "...")]})
+    memory.dream()                              # or DreamScheduler / `langdream dream`
+"""
+
+from langdream._version import __version__
+from langdream.config import Settings
+from langdream.embed import Embedder
+from langdream.errors import (
+    ConfigError,
+    DataHomeError,
+    DataHomeLockedError,
+    DeviceError,
+    EmbeddingError,
+    GraphShapeError,
+    IngestError,
+    LangDreamError,
+    ModelError,
+    NamespaceError,
+    NotFoundError,
+    RecordingError,
+    ReflectionError,
+    UnknownNamespaceError,
+)
+from langdream.graph import DreamingOptions, add_dreaming, dreaming
+from langdream.ingest import IngestReport, LineError
+from langdream.memory import DreamMemory
+from langdream.namespace import Namespace, parse_namespace
+from langdream.recall import Recaller
+from langdream.reflect import ClusterView, Operation, Reflection, Reflector
+from langdream.reflect.extractive import ExtractiveReflector
+from langdream.reflect.llm import LLMReflector
+from langdream.schedule import DreamScheduler
+from langdream.tokens import count_tokens
+from langdream.types import (
+    DreamJob,
+    DreamReport,
+    Episode,
+    Insight,
+    InsightAction,
+    InsightOrigin,
+    InsightStatus,
+    InsightVersion,
+    Message,
+    NamespaceStats,
+    Outcome,
+    Recall,
+    RecalledInsight,
+    ToolCall,
+)
+
+__all__ = [
+    "ClusterView",
+    "ConfigError",
+    "DataHomeError",
+    "DataHomeLockedError",
+    "DeviceError",
+    "DreamJob",
+    "DreamMemory",
+    "DreamReport",
+    "DreamScheduler",
+    "DreamingOptions",
+    "Embedder",
+    "EmbeddingError",
+    "Episode",
+    "ExtractiveReflector",
+    "GraphShapeError",
+    "IngestError",
+    "IngestReport",
+    "Insight",
+    "InsightAction",
+    "InsightOrigin",
+    "InsightStatus",
+    "InsightVersion",
+    "LLMReflector",
+    "LangDreamError",
+    "LineError",
+    "Message",
+    "ModelError",
+    "Namespace",
+    "NamespaceError",
+    "NamespaceStats",
+    "NotFoundError",
+    "Operation",
+    "Outcome",
+    "Recall",
+    "RecalledInsight",
+    "Recaller",
+    "RecordingError",
+    "Reflection",
+    "ReflectionError",
+    "Reflector",
+    "Settings",
+    "ToolCall",
+    "UnknownNamespaceError",
+    "__version__",
+    "add_dreaming",
+    "count_tokens",
+    "dreaming",
+    "parse_namespace",
+]

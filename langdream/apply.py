@@ -1,0 +1,235 @@
+"""Applying screened operations to a namespace's insights, as pure state changes.
+
+``InsightBook`` holds the insights a dream may touch and turns each operation into a new head
+state plus a history entry (an ``InsightWrite``). Nothing here does I/O: the dream commits the
+writes in one ledger transaction. Ids of new insights are derived from the job, the cluster and
+the operation's position, so a rerun of the same journaled job writes the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from langdream.config import Settings
+from langdream.guard import support_status
+from langdream.ledger import InsightWrite
+from langdream.namespace import Namespace, namespace_key
+from langdream.reflect import Operation
+from langdream.reflect.extractive import contrast_claim, merge_contrast
+from langdream.types import Episode, Insight, InsightAction, InsightOrigin, InsightStatus
+
+# How much one upvote / downvote moves confidence.
+_UPVOTE_STEP = 0.2
+_DOWNVOTE_FACTOR = 0.7
+
+
+def insight_id(namespace: Namespace, job_id: str, cluster: int, position: int) -> str:
+    digest = hashlib.sha256(f"{namespace_key(namespace)}|{job_id}|{cluster}|{position}".encode()).hexdigest()
+    return f"ins_{digest[:20]}"
+
+
+def insight_text_for_embedding(text: str, applies_when: str) -> str:
+    return f"{applies_when}\n{text}" if applies_when else text
+
+
+@dataclass
+class DreamContext:
+    namespace: Namespace
+    job_id: str
+    model_id: str
+    prompt_version: str
+    origin: InsightOrigin
+    settings: Settings
+    now: datetime
+    episodes: Mapping[str, Episode]  # the job's episodes, for provenance and "shown insight" checks
+    # (thread id, task) of evidence from earlier dreams, looked up in the ledger.
+    provenance_of: Callable[[list[str]], dict[str, tuple[str | None, str]]]
+
+
+@dataclass
+class _Change:
+    insight: Insight
+    action: InsightAction
+
+
+@dataclass
+class InsightBook:
+    """The namespace's live (non-retired) insights while one dream changes them."""
+
+    context: DreamContext
+    insights: dict[str, Insight]
+    vectors: dict[str, np.ndarray]
+    changes: list[_Change] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def _independent(self, insight_id_: str, evidence: list[str]) -> list[str]:
+        """Evidence minus the episodes that were shown this very insight (they cannot support it)."""
+        episodes = self.context.episodes
+        return [e for e in evidence if e not in episodes or insight_id_ not in episodes[e].injected_insight_ids]
+
+    def _spread(self, evidence: list[str]) -> tuple[int, int]:
+        """Distinct threads and distinct tasks among the evidence."""
+        known = {e: (self.context.episodes[e].thread_id, self.context.episodes[e].task)
+                 for e in evidence if e in self.context.episodes}
+        unknown = [e for e in evidence if e not in known]
+        if unknown:
+            known.update(self.context.provenance_of(unknown))
+        # An episode without a thread id is its own session.
+        threads = {thread or f"episode:{e}" for e, (thread, _) in known.items()}
+        tasks = {" ".join(task.lower().split()) for thread, task in known.values()}
+        return len(threads), len(tasks)
+
+    def _settle(self, insight: Insight) -> Insight:
+        """Recompute support and status after evidence or confidence changed."""
+        s = self.context.settings
+        support = len(insight.evidence)
+        threads, tasks = self._spread(insight.evidence)
+        status, reason = insight.status, insight.status_reason
+        if insight.status is not InsightStatus.RETIRED:
+            if insight.confidence < s.retire_confidence:
+                status = InsightStatus.RETIRED
+                reason = f"confidence {insight.confidence:.2f} fell below {s.retire_confidence:.2f} in dream {self.context.job_id}"
+            else:
+                status, reason = support_status(
+                    support,
+                    threads,
+                    insight.confidence,
+                    min_support=s.min_support,
+                    min_threads=s.min_threads,
+                    min_confidence=s.min_confidence,
+                )
+        return insight.model_copy(
+            update={"support": support, "threads": threads, "tasks": tasks, "status": status, "status_reason": reason}
+        )
+
+    def _stamp(self, insight: Insight, **update) -> Insight:
+        c = self.context
+        return insight.model_copy(
+            update={
+                **update,
+                "version": insight.version + 1,
+                "job_id": c.job_id,
+                "model_id": c.model_id,
+                "prompt_version": c.prompt_version,
+                "updated_at": c.now,
+            }
+        )
+
+    def _record(self, insight: Insight, action: InsightAction) -> None:
+        self.insights[insight.id] = insight
+        self.changes.append(_Change(insight, action))
+        if insight.status is InsightStatus.RETIRED:
+            self.insights.pop(insight.id)
+
+    def duplicate_of(self, op: Operation, vector: np.ndarray | None) -> Insight | None:
+        """An existing live insight that says the same thing: same signature, or nearly the same vector."""
+        if op.signature:
+            for insight in self.insights.values():
+                if insight.signature == op.signature:
+                    return insight
+        if vector is None:
+            return None
+        best, best_sim = None, self.context.settings.duplicate_similarity
+        for iid, other in self.vectors.items():
+            if iid in self.insights:
+                sim = float(np.dot(vector, other))
+                if sim >= best_sim:
+                    best, best_sim = self.insights[iid], sim
+        return best
+
+    def apply(self, op: Operation, cluster: int, position: int, vector: np.ndarray | None) -> None:
+        """Apply one screened operation. ``vector`` is the candidate's vector, for an add."""
+        if op.action is InsightAction.ADD:
+            existing = self.duplicate_of(op, vector)
+            if existing is not None:
+                self._upvote(existing, op)
+                return
+            self._add(op, cluster, position, vector)
+            return
+        target = self.insights.get(op.insight_id or "")
+        if target is None:  # retired earlier in this same dream
+            return
+        if op.action is InsightAction.UPVOTE:
+            self._upvote(target, op)
+        elif op.action is InsightAction.EDIT:
+            evidence = list(dict.fromkeys(target.evidence + self._independent(target.id, op.evidence)))
+            edited = self._stamp(
+                target,
+                text=op.claim,
+                applies_when=op.applies_when or target.applies_when,
+                evidence=evidence,
+                confidence=round((target.confidence + op.confidence) / 2, 3),
+            )
+            self._record(self._settle(edited), InsightAction.EDIT)
+            self._count("edited")
+        elif op.action is InsightAction.DOWNVOTE:
+            lowered = self._stamp(target, confidence=round(target.confidence * _DOWNVOTE_FACTOR, 3))
+            self._record(self._settle(lowered), InsightAction.DOWNVOTE)
+            self._count("downvoted")
+        elif op.action is InsightAction.RETIRE:
+            retired = self._stamp(
+                target,
+                status=InsightStatus.RETIRED,
+                status_reason=f"retired by the reflector in dream {self.context.job_id}",
+            )
+            self._record(retired, InsightAction.RETIRE)
+        if op.action in (InsightAction.DOWNVOTE, InsightAction.RETIRE) and self.insights.get(target.id) is None:
+            self._count("retired")
+
+    def _add(self, op: Operation, cluster: int, position: int, vector: np.ndarray | None) -> None:
+        c = self.context
+        new = Insight(
+            id=insight_id(c.namespace, c.job_id, cluster, position),
+            namespace=c.namespace,
+            text=op.claim or "",
+            applies_when=op.applies_when or "",
+            status=InsightStatus.QUARANTINED,
+            origin=c.origin,
+            evidence=list(op.evidence),
+            confidence=op.confidence,
+            version=1,
+            model_id=c.model_id,
+            prompt_version=c.prompt_version,
+            job_id=c.job_id,
+            signature=op.signature,
+            stats=dict(op.stats),
+            created_at=c.now,
+            updated_at=c.now,
+        )
+        new = self._settle(new)
+        self._record(new, InsightAction.ADD)
+        if vector is not None:
+            self.vectors[new.id] = vector
+        self._count("added")
+
+    def _upvote(self, target: Insight, op: Operation) -> None:
+        fresh = [e for e in self._independent(target.id, op.evidence) if e not in target.evidence]
+        if not fresh:
+            return
+        update: dict = {"evidence": target.evidence + fresh}
+        action = InsightAction.UPVOTE
+        pooled = merge_contrast(target.stats, op.stats)
+        if pooled is not None:
+            # An extractive contrast: its direction and confidence follow the pooled counts.
+            claim, when, confidence = contrast_claim(pooled)
+            update.update(stats=pooled, text=claim, applies_when=when, confidence=confidence)
+            if claim != target.text:
+                action = InsightAction.EDIT
+        else:
+            update["confidence"] = round(target.confidence + (1 - target.confidence) * _UPVOTE_STEP, 3)
+        self._record(self._settle(self._stamp(target, **update)), action)
+        self._count("edited" if action is InsightAction.EDIT else "upvoted")
+
+    def writes(self, vector_for: Callable[[Insight], np.ndarray | None]) -> list[InsightWrite]:
+        return [InsightWrite(ch.insight, ch.action, vector_for(ch.insight)) for ch in self.changes]
+
+
+__all__ = ["DreamContext", "InsightBook", "insight_id", "insight_text_for_embedding"]

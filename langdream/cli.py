@@ -1,0 +1,361 @@
+"""``langdream``: the command line, a thin shell over ``DreamMemory``.
+
+Listings take ``--json``; long work shows progress bars on stderr (stdout stays clean for
+JSON); errors print what went wrong and how to fix it, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import typer.core
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from langdream._version import __version__
+from langdream.config import HOME_ENV
+from langdream.errors import LangDreamError
+from langdream.namespace import format_namespace
+
+def _print_error(exc: LangDreamError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+    if exc.hint:
+        err.print(f"  hint: {exc.hint}", markup=False, highlight=False)
+
+
+class _Group(typer.core.TyperGroup):
+    """Turns a ``LangDreamError`` from any command into its message, its hint and exit status 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LangDreamError as exc:
+            _print_error(exc)
+            ctx.exit(1)
+
+
+app = typer.Typer(
+    name="langdream",
+    cls=_Group,
+    help="A memory for LangGraph agents that improves while they sleep.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+insights_app = typer.Typer(help="List and inspect insights.", no_args_is_help=True)
+episodes_app = typer.Typer(help="List and inspect recorded episodes.", no_args_is_help=True)
+app.add_typer(insights_app, name="insights")
+app.add_typer(episodes_app, name="episodes")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {"home": None}
+
+_STAGES = {"embed": "embedding episodes", "reflect": "reflecting on clusters", "apply": "applying insights"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"langdream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    home: Optional[Path] = typer.Option(
+        None, "--home", envvar=HOME_ENV, help="Data home (default ./.langdream).", show_default=False
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what langdream does."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    _state["home"] = home
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+
+def memory(**kwargs: Any):
+    from langdream.memory import DreamMemory
+
+    return DreamMemory(_state["home"], **kwargs)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(stage, done, total)`` callback drawing one bar per stage on stderr."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(_STAGES.get(stage, stage), total=max(total, 1))
+            bars.update(tasks[stage], completed=done if total else 1, total=max(total, 1))
+
+        yield update
+
+
+def insight_json(insight, *, history=None) -> dict[str, Any]:
+    data = insight.model_dump(mode="json")
+    if history is not None:
+        data["history"] = [v.model_dump(mode="json") for v in history]
+    return data
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    model: Optional[str] = typer.Option(None, "--model", help="Reflect with this chat model, e.g. anthropic:claude-sonnet-4-5."),
+    held_out: int = typer.Option(5, "--held-out", min=1, help="Questions kept out of the memory to show recall on."),
+) -> None:
+    """Dream over real HotpotQA ReAct runs and show what a new question would be told."""
+    from langdream.demo import run_demo
+
+    run_demo(out, err, home=_state["home"], model=model, held_out=held_out, progress=progress_bars)
+
+
+@app.command()
+def ingest(
+    file: Path = typer.Argument(..., help="Episodes as JSON Lines (.jsonl or .jsonl.gz)."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Namespace for lines that name none (default 'default')."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import episodes from a JSONL file. Bad lines are reported by number; good lines are kept."""
+    with memory() as mem, progress_bars(not as_json) as progress:
+        seen = [0]
+
+        def counted(n: int) -> None:
+            seen[0] += n
+            progress("ingest", seen[0], 0)
+
+        report = mem.ingest(file, namespace=namespace, progress=counted)
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        out.print(f"added {report.added} episodes, {report.duplicates} already stored")
+        for ns, count in sorted(report.namespaces.items()):
+            out.print(f"  {ns}: {count}")
+        for error in report.errors:
+            err.print(f"[red]line {error.line}[/red]: {error.reason}")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def dream(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Dream over this namespace only."),
+    model: Optional[str] = typer.Option(None, "--model", help="Reflect with this chat model (provider:name)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the dream reports as JSON."),
+) -> None:
+    """Consolidate new episodes into insights (also what cron should run)."""
+    with memory() as mem, progress_bars(not as_json) as progress:
+        reports = mem.dream(namespace, model=model, progress=progress)
+    if as_json:
+        emit_json([r.model_dump(mode="json") for r in reports])
+        return
+    if not reports:
+        out.print("nothing to dream about: no namespace has new episodes")
+    for report in reports:
+        out.print(report.summary())
+
+
+@insights_app.command("list")
+def insights_list(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
+    status: str = typer.Option("active", "--status", "-s", help="active, quarantined, retired or all."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List insights."""
+    if status not in ("active", "quarantined", "retired", "all"):
+        raise LangDreamError(f"unknown status {status!r}", hint="use active, quarantined, retired or all")
+    with memory() as mem:
+        found = mem.insights(namespace, status=status)  # type: ignore[arg-type]
+    if as_json:
+        emit_json([insight_json(i) for i in found])
+        return
+    table = Table("id", "namespace", "status", "support", "conf.", "insight", show_lines=False)
+    for i in found:
+        table.add_row(i.id, format_namespace(i.namespace), i.status.value, str(i.support), f"{i.confidence:.2f}", i.display_text())
+    out.print(table if found else "no insights")
+
+
+@insights_app.command("show")
+def insights_show(insight_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show one insight with its evidence episodes and its history."""
+    with memory() as mem:
+        insight = mem.insight(insight_id)
+        history = mem.history(insight_id)
+        evidence = mem.ledger.get_episodes(insight.evidence)
+    if as_json:
+        data = insight_json(insight, history=history)
+        data["evidence_episodes"] = [
+            {"id": e.id, "task": e.task, "outcome": e.outcome.model_dump(), "thread_id": e.thread_id} for e in evidence
+        ]
+        emit_json(data)
+        return
+    out.print(f"[bold]{insight.id}[/bold]  ({insight.status.value}: {insight.status_reason})")
+    out.print(f"  {insight.display_text()}", markup=False)
+    out.print(f"  applies: {insight.applies_when or '-'}", markup=False)
+    out.print(
+        f"  namespace {format_namespace(insight.namespace)}; support {insight.support} episodes, {insight.threads} threads, "
+        f"{insight.tasks} tasks; confidence {insight.confidence:.2f}; {insight.origin.value} by {insight.model_id} "
+        f"({insight.prompt_version})"
+    )
+    wins = sum(1 for e in evidence if e.outcome.success is True)
+    losses = sum(1 for e in evidence if e.outcome.success is False)
+    out.print(f"  evidence: {len(evidence)} episodes ({wins} succeeded, {losses} failed)")
+    for e in evidence[:10]:
+        out.print(f"    {e.id}  ({e.outcome.label})  {e.task[:90]}", markup=False)
+    if len(evidence) > 10:
+        out.print(f"    … and {len(evidence) - 10} more (--json lists all)")
+    out.print("  history:")
+    for v in history:
+        out.print(f"    v{v.version} {v.created_at:%Y-%m-%d %H:%M} {v.action.value:<8} {v.status.value:<11} dream {v.job_id}")
+
+
+@episodes_app.command("list")
+def episodes_list(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
+    limit: int = typer.Option(20, "--limit", min=1),
+    offset: int = typer.Option(0, "--offset", min=0),
+    pending: Optional[bool] = typer.Option(None, "--pending/--consolidated", help="Only episodes waiting for / consumed by a dream."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List recorded episodes, newest first."""
+    with memory() as mem:
+        found = mem.episodes(namespace, limit=limit, offset=offset, pending=pending)
+    if as_json:
+        emit_json([e.model_dump(mode="json", exclude={"messages"}) for e in found])
+        return
+    table = Table("id", "namespace", "outcome", "dream", "task")
+    for e in found:
+        table.add_row(e.id, format_namespace(e.namespace), e.outcome.label, e.consolidated_by or "pending", e.task[:80])
+    out.print(table if found else "no episodes")
+
+
+@episodes_app.command("show")
+def episodes_show(episode_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show one episode (by episode id or run id) with its trajectory."""
+    with memory() as mem:
+        episode = mem.episode(episode_id)
+    if as_json:
+        emit_json(episode.model_dump(mode="json"))
+        return
+    out.print(f"[bold]{episode.id}[/bold]  {format_namespace(episode.namespace)}  thread {episode.thread_id or '-'}")
+    out.print(f"  task: {episode.task}", markup=False)
+    out.print(f"  outcome: {episode.outcome.label} (score {episode.outcome.score}, feedback {episode.outcome.feedback!r})")
+    out.print(f"  shown insights: {', '.join(episode.injected_insight_ids) or '-'}")
+    for m in episode.messages:
+        calls = "".join(f" → {c.name}({json.dumps(c.args, ensure_ascii=False)})" for c in m.tool_calls)
+        out.print(f"  [{m.role}{'/' + m.name if m.name else ''}] {m.content[:200]}{calls}", markup=False)
+    out.print(f"  final answer: {episode.final_answer}")
+
+
+@app.command()
+def recall(
+    task: str = typer.Argument(..., help="The task a new run would get."),
+    namespace: str = typer.Option("default", "--namespace", "-n"),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="At most this many insights."),
+    budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Token budget of the recalled text."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show the insights a run on TASK would recall, and the exact text it would receive."""
+    with memory() as mem:
+        ns = mem.require_namespace(namespace)
+        result = mem.recall(task, ns, k=k, token_budget=budget)
+    if as_json:
+        emit_json(result.model_dump(mode="json"))
+        return
+    if not result.insights:
+        out.print("no active insight is relevant to this task")
+        return
+    for r in result.insights:
+        out.print(f"{r.insight.id}  similarity {r.similarity:.2f}  score {r.score:.3f}")
+    out.print(f"\n--- text the run receives ({result.tokens} tokens) ---")
+    out.print(result.text, markup=False)
+
+
+@app.command()
+def feedback(
+    run_id: str = typer.Argument(..., help="Run id (or episode id) of a recorded run."),
+    success: Optional[bool] = typer.Option(None, "--success/--failure", help="Whether the run succeeded."),
+    score: Optional[float] = typer.Option(None, "--score"),
+    note: Optional[str] = typer.Option(None, "--note", help="Free-text feedback."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Attach or change the outcome of a recorded run."""
+    with memory() as mem:
+        episode = mem.feedback(run_id, success=success, score=score, feedback=note)
+    if as_json:
+        emit_json(episode.model_dump(mode="json", exclude={"messages"}))
+    else:
+        out.print(f"{episode.id}: {episode.outcome.label}; it will be weighed again by the next dream")
+
+
+@app.command()
+def namespaces(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List namespaces with their episode and insight counts."""
+    with memory() as mem:
+        stats = mem.namespaces()
+    if as_json:
+        emit_json([s.model_dump(mode="json") for s in stats])
+        return
+    table = Table("namespace", "episodes", "pending", "insights")
+    for s in stats:
+        table.add_row(format_namespace(s.namespace), str(s.episodes), str(s.pending), json.dumps(s.insights))
+    out.print(table if stats else "no namespaces yet")
+
+
+@app.command()
+def reindex(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Rebuild the chroma index from the ledger."""
+    with memory() as mem, progress_bars(not as_json) as progress:
+        counts = mem.reindex(progress=progress)
+    if as_json:
+        emit_json(counts)
+    else:
+        out.print(f"reindexed {counts['episodes']} episodes and {counts['insights']} active insights")
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
+    """What is installed, which device and model are used, and where the data lives."""
+    from langdream.doctor import diagnose
+
+    report = diagnose(_state["home"])
+    if as_json:
+        emit_json(report)
+        return
+    for section, values in report.items():
+        out.print(f"[bold]{section}[/bold]")
+        for key, value in values.items():
+            out.print(f"  {key}: {value}", markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

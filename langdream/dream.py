@@ -1,0 +1,346 @@
+"""The dream: a journaled consolidation pass over one namespace.
+
+Stages: select the namespace's unconsolidated episodes → embed them (vectors cached in the
+index) → cluster → journal the job (its input and its clusters) → reflect on each cluster,
+journaling each raw output as it arrives → screen and apply every operation, mark the
+episodes consolidated and close the job in one ledger transaction → bring the index up to date.
+
+A crash anywhere is followed by a rerun that resumes the open job: stored reflections are
+reused, only missing clusters are reflected, and the apply transaction either happened or did
+not. The sync ``dream`` and async ``adream`` share every stage but the reflection calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from langdream.apply import DreamContext, InsightBook, insight_text_for_embedding
+from langdream.cluster import cluster
+from langdream.config import Settings
+from langdream.embed import Embedder
+from langdream.errors import ReflectionError
+from langdream.guard import screen
+from langdream.index import ChromaIndex
+from langdream.ledger import Ledger, LedgerConflict
+from langdream.namespace import Namespace, format_namespace, namespace_key
+from langdream.recall import learned_nearby
+from langdream.reflect import ClusterView, Operation, Reflection, Reflector
+from langdream.types import DreamJob, DreamReport, Episode, Insight, InsightStatus, utcnow
+
+logger = logging.getLogger("langdream.dream")
+
+# progress(stage, done, total): stages are "embed", "reflect", "apply".
+Progress = Callable[[str, int, int], None]
+_LIVE = (InsightStatus.ACTIVE, InsightStatus.QUARANTINED)
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def job_id_for(namespace: Namespace, episodes: list[Episode], prompt_version: str, model_id: str) -> str:
+    """Same input, same prompt, same model: same job."""
+    payload = json.dumps(
+        [namespace_key(namespace), sorted((e.id, e.revision) for e in episodes), prompt_version, model_id]
+    )
+    return "dj_" + hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+@dataclass
+class _Plan:
+    job: DreamJob
+    episodes: dict[str, Episode]
+    vectors: dict[str, np.ndarray]
+    views: list[ClusterView]
+    outputs: dict[int, list[Operation]]
+    resumed: bool
+    started: float
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> list[ClusterView]:
+        return [v for v in self.views if v.index not in self.outputs]
+
+
+class Dreamer:
+    """Runs dreams for one data home with one reflector."""
+
+    def __init__(
+        self, ledger: Ledger, index: ChromaIndex, embedder: Embedder, reflector: Reflector, settings: Settings
+    ) -> None:
+        self.ledger = ledger
+        self.index = index
+        self.embedder = embedder
+        self.reflector = reflector
+        self.settings = settings
+
+    # -- the two entry points ----------------------------------------------------------------
+
+    def dream(self, namespace: Namespace, *, progress: Progress | None = None) -> DreamReport:
+        progress = progress or _no_progress
+        plan = self._plan(namespace, progress)
+        if isinstance(plan, DreamReport):
+            return plan
+        missing = plan.missing
+        started = time.perf_counter()
+        failures: list[BaseException] = []
+        workers = min(self.settings.reflect_concurrency, max(1, len(missing)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="langdream-reflect") as pool:
+            futures = [pool.submit(self._reflect_and_journal, plan, view) for view in missing]
+            for done, future in enumerate(futures, start=1):
+                if (error := future.exception()) is not None:
+                    failures.append(error)
+                progress("reflect", done, len(missing))
+        plan.stages["reflect"] = time.perf_counter() - started
+        self._raise_if_failed(plan, failures)
+        return self._apply(plan, progress)
+
+    async def adream(self, namespace: Namespace, *, progress: Progress | None = None) -> DreamReport:
+        progress = progress or _no_progress
+        plan = await asyncio.to_thread(self._plan, namespace, progress)
+        if isinstance(plan, DreamReport):
+            return plan
+        missing = plan.missing
+        started = time.perf_counter()
+        limit = asyncio.Semaphore(self.settings.reflect_concurrency)
+        done = 0
+
+        async def one(view: ClusterView) -> None:
+            nonlocal done
+            async with limit:
+                reflection = await self.reflector.areflect(view)
+            await asyncio.to_thread(self._journal, plan, view, reflection)
+            done += 1
+            progress("reflect", done, len(missing))
+
+        results = await asyncio.gather(*(one(v) for v in missing), return_exceptions=True)
+        plan.stages["reflect"] = time.perf_counter() - started
+        self._raise_if_failed(plan, [r for r in results if isinstance(r, BaseException)])
+        return await asyncio.to_thread(self._apply, plan, progress)
+
+    # -- shared stages -----------------------------------------------------------------------
+
+    def _raise_if_failed(self, plan: _Plan, failures: list[BaseException]) -> None:
+        if not failures:
+            return
+        first = failures[0]
+        if not isinstance(first, Exception):
+            raise first
+        raise ReflectionError(
+            f"{len(failures)} of {len(plan.views)} cluster reflections failed in dream {plan.job.id} "
+            f"({type(first).__name__}: {first}); the {len(plan.outputs)} that succeeded are journaled",
+            hint="run the dream again: it resumes this job and reflects only the missing clusters",
+        ) from first
+
+    def sync_index(self) -> int:
+        """Upsert changed active insights into the index and drop the others. Returns the count."""
+        synced = 0
+        while batch := self.ledger.dirty_insights(limit=self.index.max_batch_size):
+            active = [(i, v) for i, v in batch if i.status is InsightStatus.ACTIVE and v is not None]
+            self.index.upsert_insights(
+                [i.id for i, _ in active],
+                np.stack([v for _, v in active]) if active else np.zeros((0, 1), np.float32),
+                [i.namespace for i, _ in active],
+            )
+            self.index.delete_insights([i.id for i, _ in batch if i.status is not InsightStatus.ACTIVE])
+            self.ledger.mark_indexed([(i.id, i.version) for i, _ in batch])
+            synced += len(batch)
+        return synced
+
+    def _episode_vectors(self, episodes: list[Episode], progress: Progress) -> dict[str, np.ndarray]:
+        """Vectors of ``episodes``: from the index when an earlier dream embedded them, else embedded now."""
+        vectors = self.index.episode_vectors([e.id for e in episodes])
+        todo = [e for e in episodes if e.id not in vectors]
+        batch = max(self.embedder.batch_size * 8, 256)
+        progress("embed", 0, len(todo))
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            embedded = self.embedder.embed([e.task for e in chunk])
+            self.index.upsert_episodes([e.id for e in chunk], embedded, [e.namespace for e in chunk])
+            vectors.update(zip((e.id for e in chunk), embedded))
+            progress("embed", start + len(chunk), len(todo))
+        return vectors
+
+    def _resumable(self, namespace: Namespace) -> DreamJob | None:
+        """The open job of this namespace whose input is unchanged; other open jobs are abandoned."""
+        resumable = None
+        for job in reversed(self.ledger.open_jobs(namespace)):
+            current = {e.id: e for e in self.ledger.get_episodes([i for i, _ in job.episodes])}
+            unchanged = job.model_id == self.reflector.model_id and all(
+                i in current and current[i].revision == rev and current[i].consolidated_by is None
+                for i, rev in job.episodes
+            )
+            if unchanged and resumable is None:
+                resumable = job
+            else:
+                logger.info("abandoning dream job %s: its input changed or a newer job exists", job.id)
+                self.ledger.abandon_job(job.id)
+        return resumable
+
+    def _plan(self, namespace: Namespace, progress: Progress) -> _Plan | DreamReport:
+        started = time.perf_counter()
+        stages: dict[str, float] = {}
+        self.sync_index()
+        job = self._resumable(namespace)
+        resumed = job is not None
+        if job is not None:
+            episodes = self.ledger.get_episodes([i for i, _ in job.episodes])
+        else:
+            episodes = self.ledger.pending_episodes(namespace, self.settings.max_episodes_per_dream)
+            if not episodes:
+                return self._skipped(namespace, "no new episodes to consolidate", started)
+            job_id = job_id_for(namespace, episodes, self.reflector.prompt_version, self.reflector.model_id)
+            previous = self.ledger.get_job(job_id)
+            if previous is not None and previous.status == "done":
+                return self._skipped(
+                    namespace, f"nothing new since dream {job_id} (its unclustered episodes are waiting for company)",
+                    started,
+                )
+        t = time.perf_counter()
+        vectors = self._episode_vectors(episodes, progress)
+        stages["embed"] = time.perf_counter() - t
+        if job is None:
+            t = time.perf_counter()
+            result = cluster(
+                np.stack([vectors[e.id] for e in episodes]),
+                min_cluster_size=self.settings.min_cluster_size,
+                similarity=self.settings.cluster_similarity,
+                memory_bytes=self.settings.cluster_memory_bytes,
+            )
+            stages["cluster"] = time.perf_counter() - t
+            job = DreamJob(
+                id=job_id,
+                namespace=namespace,
+                episodes=[(e.id, e.revision) for e in episodes],
+                clusters=[[episodes[i].id for i in rows] for rows in result.members()],
+                noise=[episodes[i].id for i in np.flatnonzero(result.labels < 0)],
+                prompt_version=self.reflector.prompt_version,
+                model_id=self.reflector.model_id,
+            )
+            self.ledger.create_job(job)
+            job = self.ledger.get_job(job.id) or job
+        by_id = {e.id: e for e in episodes}
+        outputs = {
+            cluster_no: [Operation.model_validate(o) for o in json.loads(ops)]
+            for cluster_no, (_, ops) in self.ledger.job_outputs(job.id).items()
+        }
+        views = self._views(job, by_id, vectors)
+        return _Plan(job, by_id, vectors, views, outputs, resumed, started, stages)
+
+    def _skipped(self, namespace: Namespace, reason: str, started: float) -> DreamReport:
+        logger.info("dream %s: %s", format_namespace(namespace), reason)
+        return DreamReport(
+            namespace=namespace,
+            skipped=reason,
+            model_id=self.reflector.model_id,
+            prompt_version=self.reflector.prompt_version,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _views(self, job: DreamJob, episodes: dict[str, Episode], vectors: dict[str, np.ndarray]) -> list[ClusterView]:
+        """One view per cluster, with the live insights nearest to it: by wording, or by the runs
+        they were learned from (the same two channels recall uses)."""
+        live, live_vectors = self.ledger.insights_with_vectors(job.namespace, _LIVE)
+        by_id = {i.id: i for i in live}
+        limit = self.settings.nearby_insights
+        views = []
+        for number, ids in enumerate(job.clusters):
+            nearby: list[Insight] = []
+            if live and limit:
+                centroid = np.mean([vectors[i] for i in ids], axis=0)
+                relevance = dict(zip(by_id, (live_vectors @ centroid).tolist()))
+                for insight_id, similarity in learned_nearby(
+                    self.index, self.ledger, centroid, job.namespace, self.settings.recall_neighbours, _LIVE
+                ).items():
+                    relevance[insight_id] = max(similarity, relevance.get(insight_id, -1.0))
+                ranked = sorted((i for i in relevance if i in by_id), key=lambda i: (-relevance[i], i))
+                nearby = [by_id[i] for i in ranked[:limit]]
+            views.append(ClusterView(number, job.namespace, [episodes[i] for i in ids], nearby))
+        return views
+
+    def _journal(self, plan: _Plan, view: ClusterView, reflection: Reflection) -> None:
+        operations = json.dumps([op.model_dump(mode="json") for op in reflection.operations])
+        self.ledger.save_output(plan.job.id, view.index, reflection.raw, operations)
+        plan.outputs[view.index] = reflection.operations
+
+    def _reflect_and_journal(self, plan: _Plan, view: ClusterView) -> None:
+        self._journal(plan, view, self.reflector.reflect(view))
+
+    def _apply(self, plan: _Plan, progress: Progress) -> DreamReport:
+        started = time.perf_counter()
+        job = plan.job
+        live, live_vectors = self.ledger.insights_with_vectors(job.namespace, _LIVE)
+        context = DreamContext(
+            namespace=job.namespace,
+            job_id=job.id,
+            model_id=self.reflector.model_id,
+            prompt_version=self.reflector.prompt_version,
+            origin=self.reflector.origin,
+            settings=self.settings,
+            now=utcnow(),
+            episodes=plan.episodes,
+            provenance_of=lambda ids: {e.id: (e.thread_id, e.task) for e in self.ledger.get_episodes(ids)},
+        )
+        book = InsightBook(context, {i.id: i for i in live}, dict(zip((i.id for i in live), live_vectors)))
+        screened = [
+            (view, screen(plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]))
+            for view in plan.views
+        ]
+        adds = [op for _, s in screened for op in s.kept if op.claim]
+        candidate_vectors = dict(
+            zip(map(id, adds), self._text_vectors([(op.claim or "", op.applies_when or "") for op in adds]))
+        )
+        for done, (view, s) in enumerate(screened, start=1):
+            for position, op in enumerate(s.kept):
+                book.apply(op, view.index, position, candidate_vectors.get(id(op)))
+            progress("apply", done, len(screened))
+        final = {ch.insight.id: ch.insight for ch in book.changes}
+        final_vectors = dict(zip(final, self._text_vectors([(i.text, i.applies_when) for i in final.values()])))
+        writes = book.writes(lambda insight: final_vectors.get(insight.id))
+        counts = book.counts
+        report = DreamReport(
+            namespace=job.namespace,
+            job_id=job.id,
+            episodes=len(job.episodes),
+            clusters=len(job.clusters),
+            noise=len(job.noise),
+            added=counts.get("added", 0),
+            edited=counts.get("edited", 0),
+            upvoted=counts.get("upvoted", 0),
+            downvoted=counts.get("downvoted", 0),
+            retired=counts.get("retired", 0),
+            quarantined=sum(1 for i in final.values() if i.status is InsightStatus.QUARANTINED),
+            resumed=plan.resumed,
+            model_id=self.reflector.model_id,
+            prompt_version=self.reflector.prompt_version,
+            insight_ids=list(final),
+        )
+        consolidated = [(i, e.revision) for ids in job.clusters for i in ids for e in [plan.episodes[i]]]
+        plan.stages["apply"] = time.perf_counter() - started
+        report = report.model_copy(
+            update={"seconds": time.perf_counter() - plan.started, "stage_seconds": dict(plan.stages)}
+        )
+        try:
+            self.ledger.commit_dream(job.id, writes, consolidated, report)
+        except LedgerConflict as exc:
+            logger.warning("dream %s was not applied: %s", job.id, exc)
+            self.ledger.abandon_job(job.id)
+            return report.model_copy(update={"skipped": f"input changed while dreaming ({exc}); run it again"})
+        self.sync_index()
+        logger.info("dream %s", report.summary())
+        return report
+
+    def _text_vectors(self, items: list[tuple[str, str]]) -> list[np.ndarray]:
+        """Index vectors of insights, from their wording (``applies_when`` and claim)."""
+        if not items:
+            return []
+        return list(self.embedder.embed([insight_text_for_embedding(text, when) for text, when in items]))

@@ -1,0 +1,435 @@
+"""Dreaming LangGraph graphs: recall before each run, record after it.
+
+``dreaming(graph, memory=...)`` returns the compiled graph as a subclass of its own class that
+overrides only ``stream`` and ``astream`` (``invoke``, ``ainvoke`` and ``batch`` run through
+them), so checkpointer, store, streaming formats and everything else stay the user's. The run
+is observed through a LangGraph callback handler passed in the run's config: the final state
+arrives in ``on_chain_end`` of the root run, node updates in its children, interrupts in
+``on_interrupt``. ``add_dreaming(builder, ...)`` makes a ``StateGraph`` builder compile into
+such a graph.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables.config import merge_configs
+from langgraph.callbacks import GraphCallbackHandler, GraphInterruptEvent
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+
+from langdream.capture import (
+    DEFAULT_RECALL_KEY,
+    RECALL_MESSAGE_ID,
+    Judge,
+    RecallMode,
+    answer_from_state,
+    judge_outcome,
+    message_trajectory,
+    normalise_messages,
+    recall_message,
+    remove_recall_message,
+    step_trajectory,
+    task_from_input,
+)
+from langdream.config import DEFAULT_NAMESPACE
+from langdream.errors import GraphShapeError, LangDreamError, RecordingError
+from langdream.memory import DreamMemory
+from langdream.namespace import Namespace, NamespaceSpec, resolve_namespace
+from langdream.types import Episode, Recall, utcnow
+
+logger = logging.getLogger("langdream.graph")
+
+
+@dataclass(frozen=True)
+class DreamingOptions:
+    """How a graph dreams. The same options drive the decorator and the create_agent middleware.
+
+    Attributes:
+        memory: the ``DreamMemory`` to record into and recall from.
+        namespace: a tuple of labels, a template filled from ``config["configurable"]``
+            (``("acme", "{user_id}")``) or a function of the run's config.
+        judge: ``judge(final_state)`` returning an ``Outcome``, a bool, a float score or None.
+        task: the input key that holds the task, or a function of the input (default: the last
+            human message, else a ``task``/``question``/``query``/``input``/``prompt`` key).
+        answer: the state key that holds the final answer, or a function of the final state.
+        recall: ``"auto"`` (messages if the state has them, else ``recall_key``), ``"messages"``,
+            ``"state"`` or ``"off"``.
+        recall_key: the state key that receives the recalled text in ``"state"`` mode.
+        messages_key: the state key holding the conversation.
+        k / token_budget: recall limits (default: the memory's settings).
+        on_error: ``"warn"`` (log, and let the run succeed) or ``"raise"`` when recording fails.
+    """
+
+    memory: DreamMemory
+    namespace: NamespaceSpec = DEFAULT_NAMESPACE
+    judge: Judge | None = None
+    task: str | Callable[[Any], str] | None = None
+    answer: str | Callable[[Any], Any] | None = None
+    recall: Literal["auto", "messages", "state", "off"] = "auto"
+    recall_key: str = DEFAULT_RECALL_KEY
+    messages_key: str = "messages"
+    k: int | None = None
+    token_budget: int | None = None
+    on_error: Literal["warn", "raise"] = "warn"
+
+
+class _RunObserver(GraphCallbackHandler):
+    """Collects what langdream needs from one run's callbacks. Runs inline: it only stores."""
+
+    run_inline = True
+
+    def __init__(self, run_id: uuid.UUID) -> None:
+        self.run_id = run_id
+        self.output: Any = None
+        self.finished = False
+        self.interrupted = False
+        self._node_names: dict[uuid.UUID, str] = {}
+        self.steps: list[tuple[str, Any]] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any) -> None:
+        if parent_run_id == self.run_id and kwargs.get("name"):
+            self._node_names[run_id] = kwargs["name"]
+
+    def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any) -> None:
+        if run_id == self.run_id:
+            self.output, self.finished = outputs, True
+        elif run_id in self._node_names:
+            self.steps.append((self._node_names.pop(run_id), outputs))
+
+    def on_interrupt(self, event: GraphInterruptEvent) -> None:
+        if event.run_id == self.run_id:
+            self.interrupted = True
+
+
+@dataclass
+class _Run:
+    """One run of a dreaming graph: what was prepared before it and observed during it."""
+
+    options: DreamingOptions
+    mode: RecallMode
+    namespace: Namespace
+    input: Any
+    config: RunnableConfig
+    observer: _RunObserver
+    task: str | None = None
+    task_message_id: str | None = None
+    recall: Recall | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.observer.run_id)
+
+
+def _recall_mode(graph: Pregel, options: DreamingOptions) -> RecallMode:
+    channels = set(graph.channels)
+    if options.recall == "off":
+        return "off"
+    if options.recall in ("auto", "messages") and options.messages_key in channels:
+        return "messages"
+    if options.recall in ("auto", "state") and options.recall_key in channels:
+        return "state"
+    wanted = options.messages_key if options.recall == "messages" else options.recall_key
+    raise GraphShapeError(
+        f"graph {graph.get_name()!r} has no state key {wanted!r} to put recalled insights in "
+        f"(its keys: {sorted(k for k in channels if not k.startswith('__'))})",
+        hint=(
+            f"for a message graph use a state with a {options.messages_key!r} key (e.g. MessagesState); "
+            f"otherwise add `{options.recall_key}: str` to your state schema and read it in your nodes, "
+            "pass recall_key='<your key>', or recall='off' to record without recalling"
+        ),
+    )
+
+
+class _Runner:
+    """The before/after logic of a dreaming run, shared by the sync and async paths."""
+
+    def __init__(self, graph: Pregel, options: DreamingOptions) -> None:
+        self.graph = graph
+        self.options = options
+        self.mode = _recall_mode(graph, options)
+
+    def begin(self, input: Any, config: RunnableConfig | None) -> _Run:
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid.uuid4()
+        observer = _RunObserver(run_id)
+        config = merge_configs(config, {"callbacks": [observer]})
+        config["run_id"] = run_id
+        namespace = resolve_namespace(self.options.namespace, config)
+        run = _Run(self.options, self.mode, namespace, input, config, observer)
+        if input is None or not isinstance(input, (Mapping, str)):
+            return run  # resuming (None / Command): the task is read from the final state
+        run.task = task_from_input(self.options.task, input, self.mode, self.options.messages_key)
+        if self.mode == "messages" and isinstance(input, Mapping) and self.options.messages_key in input:
+            messages = normalise_messages(input[self.options.messages_key])
+            human = [m for m in messages if m.type == "human"]
+            run.task_message_id = human[-1].id if human else None
+            run.input = {**input, self.options.messages_key: messages}
+        return run
+
+    def inject(self, run: _Run, recall: Recall, thread_has_recall: bool) -> None:
+        run.recall = recall
+        key = self.options.messages_key
+        if run.mode == "messages" and isinstance(run.input, Mapping) and key in run.input:
+            messages = list(run.input[key])
+            if recall.text:
+                run.input = {**run.input, key: [recall_message(recall.text), *messages]}
+            elif thread_has_recall:
+                # Nothing to recall this turn: take the last turn's lessons out of the thread.
+                run.input = {**run.input, key: [remove_recall_message(), *messages]}
+        elif run.mode == "state" and isinstance(run.input, Mapping):
+            run.input = {**run.input, self.options.recall_key: recall.text}
+
+    def wants_recall(self, run: _Run) -> bool:
+        return run.mode != "off" and run.task is not None
+
+    def wants_thread_check(self, run: _Run, recall: Recall) -> bool:
+        configurable = run.config.get("configurable") or {}
+        return (
+            run.mode == "messages"
+            and not recall.text
+            and isinstance(self.graph.checkpointer, BaseCheckpointSaver)
+            and configurable.get("thread_id") is not None
+        )
+
+    @staticmethod
+    def thread_has_recall(state_values: Any, messages_key: str) -> bool:
+        messages = state_values.get(messages_key, []) if isinstance(state_values, Mapping) else []
+        return any(getattr(m, "id", None) == RECALL_MESSAGE_ID for m in messages)
+
+    def episode(self, run: _Run) -> Episode | None:
+        """The episode of a finished run, or None if the run did not finish (interrupted)."""
+        observer = run.observer
+        if observer.interrupted or not observer.finished:
+            return None
+        state = observer.output
+        key = self.options.messages_key
+        if run.mode == "messages" or (isinstance(state, Mapping) and key in state):
+            final_messages = state.get(key, []) if isinstance(state, Mapping) else []
+            trajectory = message_trajectory(final_messages, run.task_message_id)
+            task = run.task
+            if task is None:
+                task = next((m.content for m in reversed(trajectory) if m.role == "user"), "")
+        else:
+            task = run.task or ""
+            trajectory = step_trajectory(task, observer.steps)
+        if not task:
+            raise GraphShapeError(
+                "the finished run has no task text to record",
+                hint="pass task=<key or function> to dreaming() so langdream can tell what the run was asked",
+            )
+        outcome, judge_error = judge_outcome(self.options.judge, state, self.options.on_error)
+        configurable = run.config.get("configurable") or {}
+        metadata: dict[str, Any] = {
+            "graph": self.graph.get_name(),
+            "seconds": round(time.perf_counter() - run.started, 4),
+        }
+        if run.recall is not None and run.recall.insights:
+            metadata["recall_tokens"] = run.recall.tokens
+        if judge_error:
+            metadata["judge_error"] = judge_error
+        thread_id = configurable.get("thread_id")
+        return Episode(
+            id=run.run_id,
+            namespace=run.namespace,
+            task=task,
+            messages=trajectory,
+            final_answer=answer_from_state(self.options.answer, state, trajectory),
+            outcome=outcome,
+            thread_id=None if thread_id is None else str(thread_id),
+            run_id=run.run_id,
+            created_at=utcnow(),
+            injected_insight_ids=run.recall.insight_ids if run.recall else [],
+            metadata=metadata,
+        )
+
+    def failed(self, where: str, exc: Exception) -> None:
+        if self.options.on_error == "raise":
+            if isinstance(exc, LangDreamError):
+                raise exc
+            raise RecordingError(f"langdream could not {where}: {type(exc).__name__}: {exc}") from exc
+        logger.warning("langdream could not %s (the run itself is unaffected): %s: %s", where, type(exc).__name__, exc)
+
+
+def _feedback(graph: Pregel, run_id: str | uuid.UUID, **outcome: Any) -> Episode:
+    """Attach or change the outcome of a recorded run; see ``DreamMemory.feedback``."""
+    return graph.langdream.memory.feedback(str(run_id), **outcome)
+
+
+async def _afeedback(graph: Pregel, run_id: str | uuid.UUID, **outcome: Any) -> Episode:
+    return await graph.langdream.memory.afeedback(str(run_id), **outcome)
+
+
+def _recall(graph: Pregel, runner: _Runner, run: _Run) -> None:
+    o = graph.langdream
+    try:
+        recall = o.memory.recall(run.task or "", run.namespace, k=o.k, token_budget=o.token_budget)
+    except Exception as exc:
+        runner.failed("recall insights", exc)
+        return
+    in_thread = False
+    if runner.wants_thread_check(run, recall):
+        try:
+            in_thread = runner.thread_has_recall(graph.get_state(run.config).values, o.messages_key)
+        except Exception as exc:  # a subgraph without its own checkpointer, say
+            logger.debug("could not read the thread's state: %s", exc)
+    runner.inject(run, recall, in_thread)
+
+
+async def _arecall(graph: Pregel, runner: _Runner, run: _Run) -> None:
+    o = graph.langdream
+    try:
+        recall = await o.memory.arecall(run.task or "", run.namespace, k=o.k, token_budget=o.token_budget)
+    except Exception as exc:
+        runner.failed("recall insights", exc)
+        return
+    in_thread = False
+    if runner.wants_thread_check(run, recall):
+        try:
+            in_thread = runner.thread_has_recall((await graph.aget_state(run.config)).values, o.messages_key)
+        except Exception as exc:
+            logger.debug("could not read the thread's state: %s", exc)
+    runner.inject(run, recall, in_thread)
+
+
+def _stream(graph: Pregel, parent_stream: Callable[..., Iterator[Any]], input: Any, config: Any, kwargs: dict) -> Iterator[Any]:
+    # A runner per run: it only reads the channel names, and a cached one in the graph's
+    # __dict__ would be handed back to the constructor by Pregel.copy().
+    runner = _Runner(graph, graph.langdream)
+    run = runner.begin(input, config)
+    if runner.wants_recall(run):
+        _recall(graph, runner, run)
+    yield from parent_stream(run.input, run.config, **kwargs)
+    try:
+        episode = runner.episode(run)
+        if episode is not None:
+            graph.langdream.memory.record(episode)
+    except Exception as exc:
+        runner.failed("record the run", exc)
+
+
+async def _astream(
+    graph: Pregel, parent_astream: Callable[..., AsyncIterator[Any]], input: Any, config: Any, kwargs: dict
+) -> AsyncIterator[Any]:
+    runner = _Runner(graph, graph.langdream)
+    run = runner.begin(input, config)
+    if runner.wants_recall(run):
+        await _arecall(graph, runner, run)
+    async for chunk in parent_astream(run.input, run.config, **kwargs):
+        yield chunk
+    try:
+        episode = runner.episode(run)
+        if episode is not None:
+            await graph.langdream.memory.arecord(episode)
+    except Exception as exc:
+        runner.failed("record the run", exc)
+
+
+@functools.lru_cache(maxsize=None)
+def _dreaming_class(cls: type) -> type:
+    """``cls`` plus recall-before / record-after. A single-base subclass: an instance of ``cls``
+    can switch to it, and ``Pregel.copy()`` rebuilds it through its ``__init__``."""
+    klass: type = type(f"Dreaming{cls.__name__}", (cls,), {"__module__": __name__, "__doc__": cls.__doc__})
+
+    def __init__(self: Any, *, langdream: DreamingOptions, **kwargs: Any) -> None:
+        super(klass, self).__init__(**kwargs)
+        self.langdream = langdream
+
+    def stream(self: Any, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        return _stream(self, super(klass, self).stream, input, config, kwargs)
+
+    def astream(self: Any, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        return _astream(self, super(klass, self).astream, input, config, kwargs)
+
+    for method in (__init__, stream, astream):
+        method.__qualname__ = f"{klass.__name__}.{method.__name__}"
+        setattr(klass, method.__name__, method)
+    klass.feedback = _feedback
+    klass.afeedback = _afeedback
+    return klass
+
+
+def _wrap_compiled(graph: Pregel, options: DreamingOptions) -> Pregel:
+    if isinstance(getattr(graph, "langdream", None), DreamingOptions):
+        raise GraphShapeError(
+            f"graph {graph.get_name()!r} is already dreaming", hint="wrap the original graph only once"
+        )
+    dreaming_graph = graph.copy()
+    dreaming_graph.__class__ = _dreaming_class(type(graph))
+    dreaming_graph.langdream = options
+    _Runner(dreaming_graph, options)  # checks the graph's shape now, not at its first run
+    return dreaming_graph
+
+
+@functools.lru_cache(maxsize=None)
+def _dreaming_builder_class(cls: type) -> type:
+    klass: type = type(f"Dreaming{cls.__name__}", (cls,), {"__module__": __name__, "__doc__": cls.__doc__})
+
+    def compile(self: Any, *args: Any, **kwargs: Any) -> Pregel:
+        return _wrap_compiled(super(klass, self).compile(*args, **kwargs), self._langdream)
+
+    compile.__qualname__ = f"{klass.__name__}.compile"
+    klass.compile = compile
+    return klass
+
+
+def add_dreaming(builder: StateGraph, memory: DreamMemory, **options: Any) -> StateGraph:
+    """Make ``builder.compile(...)`` return a dreaming graph. Changes ``builder`` in place and returns it.
+
+    Keyword arguments are those of ``DreamingOptions``.
+    """
+    if not isinstance(builder, StateGraph):
+        raise GraphShapeError(
+            f"add_dreaming() takes a StateGraph builder, not {type(builder).__name__}",
+            hint="for a compiled graph use dreaming(graph, memory=...)",
+        )
+    builder._langdream = DreamingOptions(memory=memory, **options)
+    if getattr(type(builder), "__module__", None) != __name__:
+        builder.__class__ = _dreaming_builder_class(type(builder))
+    return builder
+
+
+def dreaming(graph: Any = None, /, *, memory: DreamMemory, **options: Any) -> Any:
+    """Give a LangGraph graph a memory that learns while it sleeps.
+
+    - ``dreaming(compiled_graph, memory=m, ...)`` returns a dreaming copy of the compiled graph.
+    - ``dreaming(builder, memory=m, ...)`` is ``add_dreaming(builder, m, ...)``.
+    - ``@dreaming(memory=m, ...)`` decorates a function that returns either (a graph factory).
+
+    Keyword arguments are those of ``DreamingOptions``.
+    """
+    if graph is None:
+        return functools.partial(_dreaming_decorator, memory=memory, options=options)
+    if isinstance(graph, StateGraph):
+        return add_dreaming(graph, memory, **options)
+    if isinstance(graph, Pregel):
+        return _wrap_compiled(graph, DreamingOptions(memory=memory, **options))
+    if callable(graph):
+        return _dreaming_decorator(graph, memory=memory, options=options)
+    raise GraphShapeError(
+        f"dreaming() takes a compiled LangGraph graph or a StateGraph builder, not {type(graph).__name__}",
+        hint="pass builder.compile(...) or the StateGraph builder itself",
+    )
+
+
+def _dreaming_decorator(factory: Callable[..., Any], *, memory: DreamMemory, options: dict[str, Any]) -> Any:
+    if isinstance(factory, (StateGraph, Pregel)):
+        return dreaming(factory, memory=memory, **options)
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return dreaming(factory(*args, **kwargs), memory=memory, **options)
+
+    return build
+
+
+__all__ = ["DreamingOptions", "add_dreaming", "dreaming"]

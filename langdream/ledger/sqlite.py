@@ -1,0 +1,745 @@
+"""The default ledger: one SQLite file in WAL mode.
+
+One connection per thread (SQLite connections must not be shared across threads); every write
+is one ``BEGIN IMMEDIATE`` transaction, so a kill at any point leaves either all of it or none.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
+from langdream.errors import DataHomeError, DataHomeLockedError, NotFoundError
+from langdream.ledger import InsightWrite, LedgerConflict
+from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
+from langdream.types import (
+    DreamJob,
+    DreamReport,
+    Episode,
+    Insight,
+    InsightStatus,
+    InsightVersion,
+    Message,
+    NamespaceStats,
+    Outcome,
+    from_epoch,
+    to_epoch,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS episodes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    namespace TEXT NOT NULL,
+    thread_id TEXT,
+    run_id TEXT,
+    task TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    final_answer TEXT,
+    success INTEGER,
+    score REAL,
+    feedback TEXT,
+    injected TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    recorded_at REAL NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    consolidated_by TEXT,
+    consolidated_at REAL
+);
+CREATE INDEX IF NOT EXISTS episodes_pending ON episodes (namespace, consolidated_by, seq);
+CREATE INDEX IF NOT EXISTS episodes_run ON episodes (run_id);
+CREATE INDEX IF NOT EXISTS episodes_thread ON episodes (thread_id);
+
+CREATE TABLE IF NOT EXISTS insights (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    text TEXT NOT NULL,
+    applies_when TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    signature TEXT,
+    evidence TEXT NOT NULL,
+    support INTEGER NOT NULL,
+    threads INTEGER NOT NULL,
+    tasks INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    stats TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    vector BLOB,
+    index_dirty INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS insights_ns_status ON insights (namespace, status, tasks);
+CREATE INDEX IF NOT EXISTS insights_dirty ON insights (index_dirty) WHERE index_dirty = 1;
+
+CREATE TABLE IF NOT EXISTS insight_versions (
+    insight_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    text TEXT NOT NULL,
+    applies_when TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    support INTEGER NOT NULL,
+    threads INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    job_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (insight_id, version)
+);
+
+CREATE TABLE IF NOT EXISTS insight_evidence (
+    insight_id TEXT NOT NULL,
+    episode_id TEXT NOT NULL,
+    PRIMARY KEY (insight_id, episode_id)
+);
+CREATE INDEX IF NOT EXISTS insight_evidence_episode ON insight_evidence (episode_id);
+
+CREATE TABLE IF NOT EXISTS dream_jobs (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    status TEXT NOT NULL,
+    episodes TEXT NOT NULL,
+    clusters TEXT NOT NULL,
+    noise TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    report TEXT
+);
+CREATE INDEX IF NOT EXISTS dream_jobs_ns_status ON dream_jobs (namespace, status);
+
+CREATE TABLE IF NOT EXISTS dream_outputs (
+    job_id TEXT NOT NULL,
+    cluster INTEGER NOT NULL,
+    raw TEXT NOT NULL,
+    operations TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (job_id, cluster)
+);
+"""
+
+_EPISODE_COLUMNS = (
+    "id, namespace, thread_id, run_id, task, messages, final_answer, success, score, feedback, "
+    "injected, metadata, created_at, revision, consolidated_by"
+)
+_INSIGHT_COLUMNS = (
+    "id, namespace, status, status_reason, text, applies_when, origin, signature, evidence, support, "
+    "threads, tasks, confidence, stats, version, model_id, prompt_version, job_id, created_at, updated_at"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _vector_bytes(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def _vector_from(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float32)
+
+
+def _episode_row(row: sqlite3.Row) -> Episode:
+    success = row["success"]
+    return Episode.model_construct(
+        id=row["id"],
+        namespace=namespace_from_key(row["namespace"]),
+        thread_id=row["thread_id"],
+        run_id=row["run_id"],
+        task=row["task"],
+        messages=[Message.model_validate(m) for m in json.loads(row["messages"])],
+        final_answer=row["final_answer"],
+        outcome=Outcome(
+            success=None if success is None else bool(success), score=row["score"], feedback=row["feedback"]
+        ),
+        injected_insight_ids=json.loads(row["injected"]),
+        metadata=json.loads(row["metadata"]),
+        created_at=from_epoch(row["created_at"]),
+        revision=row["revision"],
+        consolidated_by=row["consolidated_by"],
+    )
+
+
+def _insight_row(row: sqlite3.Row) -> Insight:
+    return Insight(
+        id=row["id"],
+        namespace=namespace_from_key(row["namespace"]),
+        status=row["status"],
+        status_reason=row["status_reason"],
+        text=row["text"],
+        applies_when=row["applies_when"],
+        origin=row["origin"],
+        signature=row["signature"],
+        evidence=json.loads(row["evidence"]),
+        support=row["support"],
+        threads=row["threads"],
+        tasks=row["tasks"],
+        confidence=row["confidence"],
+        stats=json.loads(row["stats"]),
+        version=row["version"],
+        model_id=row["model_id"],
+        prompt_version=row["prompt_version"],
+        job_id=row["job_id"],
+        created_at=from_epoch(row["created_at"]),
+        updated_at=from_epoch(row["updated_at"]),
+    )
+
+
+def _job_row(row: sqlite3.Row) -> DreamJob:
+    return DreamJob(
+        id=row["id"],
+        namespace=namespace_from_key(row["namespace"]),
+        status=row["status"],
+        episodes=[tuple(e) for e in json.loads(row["episodes"])],
+        clusters=json.loads(row["clusters"]),
+        noise=json.loads(row["noise"]),
+        prompt_version=row["prompt_version"],
+        model_id=row["model_id"],
+        created_at=from_epoch(row["created_at"]),
+        updated_at=from_epoch(row["updated_at"]),
+        report=DreamReport.model_validate_json(row["report"]) if row["report"] else None,
+    )
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SQLiteLedger:
+    """Ledger in ``path`` (a SQLite file), created on first use."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL keeps every committed transaction across a process kill in WAL mode; only a
+            # power cut can lose the last commits, which FULL would pay for on every write.
+            db.execute("PRAGMA synchronous = NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            raise self._home_error(exc) from exc
+        return db
+
+    def _home_error(self, exc: BaseException) -> Exception:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return DataHomeLockedError(
+                f"the ledger {self.path} stayed locked by another process for {self.busy_timeout:.0f}s",
+                hint="wait for the other langdream process (a dream or an import) to finish, or stop it",
+            )
+        return DataHomeError(
+            f"cannot open the ledger {self.path}: {text}",
+            hint="check that the data home (--home or LANGDREAM_HOME) is a writable directory",
+        )
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise DataHomeError(f"the ledger {self.path} is closed", hint="open a new DreamMemory")
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            for db in self._connections:
+                try:
+                    db.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._home_error(exc) from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                db.execute("ROLLBACK")
+                raise self._home_error(exc) from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise self._home_error(exc) from exc
+
+    def _migrate(self) -> None:
+        try:
+            # executescript commits any open transaction first, so it carries its own.
+            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise self._home_error(exc) from exc
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise DataHomeError(
+                    f"the ledger {self.path} was written by a newer langdream (schema {row['value']})",
+                    hint="upgrade langdream to open this data home",
+                )
+
+    # -- episodes ----------------------------------------------------------------------------
+
+    def add_episodes(self, episodes: Sequence[Episode]) -> list[bool]:
+        now = time.time()
+        added = []
+        with self._write() as db:
+            for ep in episodes:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO episodes (id, namespace, thread_id, run_id, task, messages, "
+                    "final_answer, success, score, feedback, injected, metadata, created_at, recorded_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ep.id,
+                        namespace_key(ep.namespace),
+                        ep.thread_id,
+                        ep.run_id,
+                        ep.task,
+                        _dumps([m.model_dump(mode="json", exclude_defaults=True) for m in ep.messages]),
+                        ep.final_answer,
+                        None if ep.outcome.success is None else int(ep.outcome.success),
+                        ep.outcome.score,
+                        ep.outcome.feedback,
+                        _dumps(ep.injected_insight_ids),
+                        _dumps(ep.metadata),
+                        to_epoch(ep.created_at),
+                        now,
+                    ),
+                )
+                added.append(cursor.rowcount == 1)
+        return added
+
+    def get_episode(self, episode_id: str) -> Episode | None:
+        rows = self._read(f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE id = ?", (episode_id,))
+        return _episode_row(rows[0]) if rows else None
+
+    def get_episodes(self, episode_ids: Sequence[str]) -> list[Episode]:
+        found: dict[str, Episode] = {}
+        ids = list(dict.fromkeys(episode_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in self._read(
+                f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE id IN ({_placeholders(len(chunk))})", chunk
+            ):
+                found[row["id"]] = _episode_row(row)
+        return [found[i] for i in ids if i in found]
+
+    def find_episode(self, id_or_run_id: str) -> Episode | None:
+        episode = self.get_episode(id_or_run_id)
+        if episode is None:
+            rows = self._read(
+                f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
+                (id_or_run_id,),
+            )
+            episode = _episode_row(rows[0]) if rows else None
+        return episode
+
+    def _episode_filter(self, namespace: Namespace | None, pending: bool | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace_key(namespace))
+        if pending is True:
+            clauses.append("consolidated_by IS NULL")
+        elif pending is False:
+            clauses.append("consolidated_by IS NOT NULL")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def list_episodes(
+        self, namespace: Namespace | None = None, *, limit: int = 50, offset: int = 0, pending: bool | None = None
+    ) -> list[Episode]:
+        where, params = self._episode_filter(namespace, pending)
+        rows = self._read(
+            f"SELECT {_EPISODE_COLUMNS} FROM episodes{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_episode_row(r) for r in rows]
+
+    def count_episodes(self, namespace: Namespace | None = None, *, pending: bool | None = None) -> int:
+        where, params = self._episode_filter(namespace, pending)
+        return int(self._read(f"SELECT COUNT(*) AS n FROM episodes{where}", params)[0]["n"])
+
+    def iter_episode_tasks(self, batch: int = 1000) -> Iterator[list[tuple[str, Namespace, str]]]:
+        """Every episode's (id, namespace, task), in recording order, ``batch`` at a time."""
+        last = 0
+        while rows := self._read(
+            "SELECT seq, id, namespace, task FROM episodes WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+        ):
+            last = rows[-1]["seq"]
+            yield [(r["id"], namespace_from_key(r["namespace"]), r["task"]) for r in rows]
+
+    def set_outcome(self, episode_id: str, outcome: Outcome) -> Episode:
+        with self._write() as db:
+            cursor = db.execute(
+                # A changed outcome re-queues the episode: the next dream weighs it again.
+                "UPDATE episodes SET success = ?, score = ?, feedback = ?, revision = revision + 1, "
+                "consolidated_by = NULL, consolidated_at = NULL WHERE id = ?",
+                (
+                    None if outcome.success is None else int(outcome.success),
+                    outcome.score,
+                    outcome.feedback,
+                    episode_id,
+                ),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(
+                    f"no episode with id {episode_id!r}",
+                    hint="use the run id that was recorded (langdream episodes list shows them)",
+                )
+        episode = self.get_episode(episode_id)
+        assert episode is not None
+        return episode
+
+    def pending_episodes(self, namespace: Namespace, limit: int) -> list[Episode]:
+        rows = self._read(
+            f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE namespace = ? AND consolidated_by IS NULL "
+            "ORDER BY seq LIMIT ?",
+            (namespace_key(namespace), limit),
+        )
+        return [_episode_row(r) for r in rows]
+
+    def namespaces(self) -> list[NamespaceStats]:
+        stats: dict[str, NamespaceStats] = {}
+        for row in self._read(
+            "SELECT namespace, COUNT(*) AS n, SUM(consolidated_by IS NULL) AS pending FROM episodes GROUP BY namespace"
+        ):
+            stats[row["namespace"]] = NamespaceStats(
+                namespace=namespace_from_key(row["namespace"]), episodes=row["n"], pending=row["pending"] or 0
+            )
+        for row in self._read("SELECT namespace, status, COUNT(*) AS n FROM insights GROUP BY namespace, status"):
+            entry = stats.setdefault(row["namespace"], NamespaceStats(namespace=namespace_from_key(row["namespace"])))
+            entry.insights[row["status"]] = row["n"]
+        return sorted(stats.values(), key=lambda s: format_namespace(s.namespace))
+
+    def has_namespace(self, namespace: Namespace) -> bool:
+        key = namespace_key(namespace)
+        return bool(
+            self._read("SELECT 1 FROM episodes WHERE namespace = ? LIMIT 1", (key,))
+            or self._read("SELECT 1 FROM insights WHERE namespace = ? LIMIT 1", (key,))
+        )
+
+    # -- insights ----------------------------------------------------------------------------
+
+    def get_insight(self, insight_id: str) -> Insight | None:
+        rows = self._read(f"SELECT {_INSIGHT_COLUMNS} FROM insights WHERE id = ?", (insight_id,))
+        return _insight_row(rows[0]) if rows else None
+
+    def get_insights(self, insight_ids: Sequence[str]) -> list[Insight]:
+        ids = list(dict.fromkeys(insight_ids))
+        if not ids:
+            return []
+        rows = self._read(f"SELECT {_INSIGHT_COLUMNS} FROM insights WHERE id IN ({_placeholders(len(ids))})", ids)
+        found = {r["id"]: _insight_row(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    def _insight_filter(
+        self, namespace: Namespace | None, statuses: Iterable[InsightStatus] | None
+    ) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace_key(namespace))
+        if statuses is not None:
+            values = [InsightStatus(s).value for s in statuses]
+            clauses.append(f"status IN ({_placeholders(len(values))})")
+            params.extend(values)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def list_insights(
+        self, namespace: Namespace | None = None, *, statuses: Iterable[InsightStatus] | None = None
+    ) -> list[Insight]:
+        where, params = self._insight_filter(namespace, statuses)
+        rows = self._read(
+            f"SELECT {_INSIGHT_COLUMNS} FROM insights{where} ORDER BY namespace, confidence DESC, id", params
+        )
+        return [_insight_row(r) for r in rows]
+
+    def insight_history(self, insight_id: str) -> list[InsightVersion]:
+        rows = self._read(
+            "SELECT * FROM insight_versions WHERE insight_id = ? ORDER BY version", (insight_id,)
+        )
+        return [
+            InsightVersion(
+                insight_id=r["insight_id"],
+                version=r["version"],
+                action=r["action"],
+                status=r["status"],
+                status_reason=r["status_reason"],
+                text=r["text"],
+                applies_when=r["applies_when"],
+                evidence=json.loads(r["evidence"]),
+                support=r["support"],
+                threads=r["threads"],
+                confidence=r["confidence"],
+                job_id=r["job_id"],
+                model_id=r["model_id"],
+                prompt_version=r["prompt_version"],
+                created_at=from_epoch(r["created_at"]),
+            )
+            for r in rows
+        ]
+
+    def insights_with_vectors(
+        self, namespace: Namespace | None, statuses: Iterable[InsightStatus]
+    ) -> tuple[list[Insight], np.ndarray]:
+        where, params = self._insight_filter(namespace, statuses)
+        rows = self._read(
+            f"SELECT {_INSIGHT_COLUMNS}, vector FROM insights{where} AND vector IS NOT NULL ORDER BY id"
+            if where
+            else f"SELECT {_INSIGHT_COLUMNS}, vector FROM insights WHERE vector IS NOT NULL ORDER BY id",
+            params,
+        )
+        insights = [_insight_row(r) for r in rows]
+        vectors = np.stack([_vector_from(r["vector"]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        return insights, vectors
+
+    def insights_citing(
+        self, episode_ids: Sequence[str], statuses: Iterable[InsightStatus]
+    ) -> dict[str, list[str]]:
+        """For each insight of the given statuses that cites any of ``episode_ids``: the cited ones."""
+        ids = list(dict.fromkeys(episode_ids))
+        values = [InsightStatus(s).value for s in statuses]
+        if not ids or not values:
+            return {}
+        rows = self._read(
+            "SELECT e.insight_id, e.episode_id FROM insight_evidence e JOIN insights i ON i.id = e.insight_id "
+            f"WHERE e.episode_id IN ({_placeholders(len(ids))}) AND i.status IN ({_placeholders(len(values))})",
+            [*ids, *values],
+        )
+        citing: dict[str, list[str]] = {}
+        for row in rows:
+            citing.setdefault(row["insight_id"], []).append(row["episode_id"])
+        return citing
+
+    def general_insights(self, namespace: Namespace, min_tasks: int, limit: int) -> list[Insight]:
+        """The most confident active insights of ``namespace`` learned across ``min_tasks`` tasks or more."""
+        rows = self._read(
+            f"SELECT {_INSIGHT_COLUMNS} FROM insights WHERE namespace = ? AND status = 'active' AND tasks >= ? "
+            "ORDER BY confidence DESC, id LIMIT ?",
+            (namespace_key(namespace), min_tasks, limit),
+        )
+        return [_insight_row(r) for r in rows]
+
+    def count_insights(self, namespace: Namespace, status: InsightStatus) -> int:
+        rows = self._read(
+            "SELECT COUNT(*) AS n FROM insights WHERE namespace = ? AND status = ?",
+            (namespace_key(namespace), InsightStatus(status).value),
+        )
+        return int(rows[0]["n"])
+
+    def dirty_insights(self, limit: int = 1000) -> list[tuple[Insight, np.ndarray | None]]:
+        rows = self._read(
+            f"SELECT {_INSIGHT_COLUMNS}, vector FROM insights WHERE index_dirty = 1 ORDER BY id LIMIT ?", (limit,)
+        )
+        return [(_insight_row(r), _vector_from(r["vector"])) for r in rows]
+
+    def mark_indexed(self, versions: Sequence[tuple[str, int]]) -> None:
+        with self._write() as db:
+            # The version guard keeps an insight dirty if a dream changed it again meanwhile.
+            db.executemany("UPDATE insights SET index_dirty = 0 WHERE id = ? AND version = ?", versions)
+
+    def mark_all_dirty(self) -> None:
+        with self._write() as db:
+            db.execute("UPDATE insights SET index_dirty = 1")
+
+    # -- dream jobs --------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> DreamJob | None:
+        rows = self._read("SELECT * FROM dream_jobs WHERE id = ?", (job_id,))
+        return _job_row(rows[0]) if rows else None
+
+    def open_jobs(self, namespace: Namespace) -> list[DreamJob]:
+        rows = self._read(
+            "SELECT * FROM dream_jobs WHERE namespace = ? AND status = 'open' ORDER BY created_at",
+            (namespace_key(namespace),),
+        )
+        return [_job_row(r) for r in rows]
+
+    def list_jobs(self, namespace: Namespace | None = None, *, limit: int = 50) -> list[DreamJob]:
+        if namespace is None:
+            rows = self._read("SELECT * FROM dream_jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        else:
+            rows = self._read(
+                "SELECT * FROM dream_jobs WHERE namespace = ? ORDER BY created_at DESC LIMIT ?",
+                (namespace_key(namespace), limit),
+            )
+        return [_job_row(r) for r in rows]
+
+    def create_job(self, job: DreamJob) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO dream_jobs (id, namespace, status, episodes, clusters, noise, "
+                "prompt_version, model_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    namespace_key(job.namespace),
+                    job.status,
+                    _dumps(job.episodes),
+                    _dumps(job.clusters),
+                    _dumps(job.noise),
+                    job.prompt_version,
+                    job.model_id,
+                    to_epoch(job.created_at),
+                    to_epoch(job.updated_at),
+                ),
+            )
+
+    def abandon_job(self, job_id: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE dream_jobs SET status = 'abandoned', updated_at = ? WHERE id = ? AND status = 'open'",
+                (time.time(), job_id),
+            )
+
+    def save_output(self, job_id: str, cluster: int, raw: str, operations: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO dream_outputs (job_id, cluster, raw, operations, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job_id, cluster, raw, operations, time.time()),
+            )
+
+    def job_outputs(self, job_id: str) -> dict[int, tuple[str, str]]:
+        rows = self._read("SELECT cluster, raw, operations FROM dream_outputs WHERE job_id = ?", (job_id,))
+        return {r["cluster"]: (r["raw"], r["operations"]) for r in rows}
+
+    def commit_dream(
+        self,
+        job_id: str,
+        writes: Sequence[InsightWrite],
+        consolidated: Sequence[tuple[str, int]],
+        report: DreamReport,
+    ) -> None:
+        now = time.time()
+        with self._write() as db:
+            job = db.execute("SELECT status FROM dream_jobs WHERE id = ?", (job_id,)).fetchone()
+            if job is None or job["status"] != "open":
+                raise LedgerConflict(f"dream job {job_id} is not open (status {job and job['status']})")
+            for episode_id, revision in consolidated:
+                cursor = db.execute(
+                    "UPDATE episodes SET consolidated_by = ?, consolidated_at = ? "
+                    "WHERE id = ? AND revision = ? AND consolidated_by IS NULL",
+                    (job_id, now, episode_id, revision),
+                )
+                if cursor.rowcount != 1:
+                    raise LedgerConflict(f"episode {episode_id} changed while dream {job_id} ran")
+            for write in writes:
+                self._write_insight(db, write)
+            db.execute(
+                "UPDATE dream_jobs SET status = 'done', updated_at = ?, report = ? WHERE id = ?",
+                (now, report.model_dump_json(), job_id),
+            )
+
+    def _write_insight(self, db: sqlite3.Connection, write: InsightWrite) -> None:
+        ins = write.insight
+        values = (
+            ins.id,
+            namespace_key(ins.namespace),
+            ins.status.value,
+            ins.status_reason,
+            ins.text,
+            ins.applies_when,
+            ins.origin.value,
+            ins.signature,
+            _dumps(ins.evidence),
+            ins.support,
+            ins.threads,
+            ins.tasks,
+            ins.confidence,
+            _dumps(ins.stats),
+            ins.version,
+            ins.model_id,
+            ins.prompt_version,
+            ins.job_id,
+            to_epoch(ins.created_at),
+            to_epoch(ins.updated_at),
+            _vector_bytes(write.vector),
+        )
+        db.execute(
+            f"INSERT OR REPLACE INTO insights ({_INSIGHT_COLUMNS}, vector, index_dirty) "
+            f"VALUES ({_placeholders(len(values))}, 1)",
+            values,
+        )
+        db.execute(
+            "INSERT INTO insight_versions (insight_id, version, action, status, status_reason, text, "
+            "applies_when, evidence, support, threads, confidence, job_id, model_id, prompt_version, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ins.id,
+                ins.version,
+                write.action.value,
+                ins.status.value,
+                ins.status_reason,
+                ins.text,
+                ins.applies_when,
+                _dumps(ins.evidence),
+                ins.support,
+                ins.threads,
+                ins.confidence,
+                ins.job_id,
+                ins.model_id,
+                ins.prompt_version,
+                to_epoch(ins.updated_at),
+            ),
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO insight_evidence (insight_id, episode_id) VALUES (?, ?)",
+            [(ins.id, e) for e in ins.evidence],
+        )

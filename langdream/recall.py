@@ -1,0 +1,141 @@
+"""Recall: the insights relevant to a new task, scored and fitted into a token budget.
+
+Hot path. When a namespace has no active insight nothing is embedded at all; otherwise one
+embedding, one index query and one ledger read. The ledger has the last word: an insight the
+index still holds but the ledger has since retired is never shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from langdream.config import Settings
+from langdream.embed import Embedder
+from langdream.index import ChromaIndex
+from langdream.ledger import Ledger
+from langdream.namespace import Namespace
+from langdream.tokens import count_tokens
+from langdream.types import Insight, InsightOrigin, InsightStatus, Recall, RecalledInsight, utcnow
+
+HEADER = (
+    "[langdream] Lessons from this agent's earlier runs on similar tasks (advisory).\n"
+    "Use them where they fit; your own instructions take precedence over them."
+)
+# Candidates fetched from the index per insight finally shown, before scoring and filtering.
+_OVERFETCH = 4
+_MIN_FRESHNESS = 0.25
+
+
+def learned_nearby(
+    index: ChromaIndex,
+    ledger: Ledger,
+    vector: np.ndarray,
+    namespace: Namespace,
+    neighbours: int,
+    statuses: Sequence[InsightStatus],
+) -> dict[str, float]:
+    """Insights learned from the past episodes nearest to ``vector``, each with its best similarity.
+
+    A general lesson ("retry a search that found nothing") reads unlike any task, yet it was
+    learned from runs like the one at hand; this finds it through those runs.
+    """
+    if neighbours <= 0:
+        return {}
+    near = {hit.id: hit.similarity for hit in index.query_episodes(vector, namespace, neighbours)}
+    return {
+        insight_id: max(near[e] for e in cited)
+        for insight_id, cited in ledger.insights_citing(list(near), statuses).items()
+    }
+
+
+def freshness(updated_at: datetime, now: datetime, half_life_days: float) -> float:
+    """Halves every half-life since the insight was last confirmed; never below 0.25."""
+    age_days = max(0.0, (now - updated_at).total_seconds() / 86400.0)
+    return max(_MIN_FRESHNESS, 0.5 ** (age_days / half_life_days))
+
+
+def format_line(number: int, insight: Insight) -> str:
+    origin = "extractive, " if insight.origin is InsightOrigin.EXTRACTIVE else ""
+    when = insight.applies_when.strip()
+    if not when or when.removeprefix("tasks like: ") in insight.text:
+        applies = ""  # the claim already says where it applies
+    elif when.startswith("when"):
+        applies = f" Applies {when}."
+    else:
+        applies = f" Applies to {when}."
+    return f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
+
+
+def format_recall(insights: list[Insight]) -> str:
+    if not insights:
+        return ""
+    return "\n".join([HEADER, *(format_line(n, i) for n, i in enumerate(insights, start=1))])
+
+
+class Recaller:
+    def __init__(self, ledger: Ledger, index: ChromaIndex, embedder: Embedder, settings: Settings) -> None:
+        self.ledger = ledger
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+
+    def recall(
+        self,
+        task: str,
+        namespace: Namespace,
+        *,
+        k: int | None = None,
+        token_budget: int | None = None,
+        now: datetime | None = None,
+    ) -> Recall:
+        s = self.settings
+        k = k or s.recall_k
+        budget = token_budget or s.recall_token_budget
+        empty = Recall(task=task, namespace=namespace)
+        if not task.strip() or self.ledger.count_insights(namespace, InsightStatus.ACTIVE) == 0:
+            return empty
+        vector = self.embedder.embed_one(task)
+        # Relevance: how well the insight's wording matches the task, or how close the task is to
+        # the runs the insight was learned from, whichever is higher.
+        hits = {h.id: h.similarity for h in self.index.query_insights(vector, namespace, k * _OVERFETCH)}
+        learned = learned_nearby(
+            self.index, self.ledger, vector, namespace, s.recall_neighbours, [InsightStatus.ACTIVE]
+        )
+        for insight_id, similarity in learned.items():
+            hits[insight_id] = max(similarity, hits.get(insight_id, -1.0))
+        general = self.ledger.general_insights(namespace, s.general_min_tasks, k)
+        for insight in general:
+            hits[insight.id] = max(s.recall_min_similarity, hits.get(insight.id, -1.0))
+        now = now or utcnow()
+        scored = []
+        for insight in self.ledger.get_insights(list(hits)):
+            similarity = hits[insight.id]
+            if insight.status is not InsightStatus.ACTIVE or insight.namespace != namespace:
+                continue
+            if similarity < s.recall_min_similarity:
+                continue
+            score = similarity * insight.confidence * freshness(insight.updated_at, now, s.freshness_half_life_days)
+            scored.append(RecalledInsight(insight=insight, similarity=round(similarity, 4), score=round(score, 4)))
+        scored.sort(key=lambda r: (-r.score, r.insight.id))
+        chosen: list[RecalledInsight] = []
+        for candidate in scored:
+            if len(chosen) == k:
+                break
+            text = format_recall([r.insight for r in chosen + [candidate]])
+            if count_tokens(text, s.encoding) <= budget:
+                chosen.append(candidate)
+        text = format_recall([r.insight for r in chosen])
+        return Recall(
+            task=task,
+            namespace=namespace,
+            insights=chosen,
+            text=text,
+            tokens=count_tokens(text, s.encoding) if text else 0,
+        )
+
+    async def arecall(self, task: str, namespace: Namespace, **kwargs) -> Recall:
+        return await asyncio.to_thread(self.recall, task, namespace, **kwargs)

@@ -1,0 +1,158 @@
+"""Reflection with any LangChain chat model, through structured output."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.output_parsers import PydanticOutputParser
+
+from langdream.config import DEFAULT_EPISODE_PROMPT_TOKENS, DEFAULT_REFLECT_MAX_EPISODES
+from langdream.errors import ModelError, ReflectionError
+from langdream.reflect import ClusterView, Operation, Reflection, ReflectionOutput
+from langdream.reflect.prompts import PROMPT_VERSION, build_messages
+from langdream.types import InsightAction, InsightOrigin
+
+logger = logging.getLogger("langdream.reflect")
+
+_EXAMPLE_MODELS = "'anthropic:claude-sonnet-4-5' or 'openai:gpt-4.1'"
+
+
+def resolve_chat_model(model: BaseChatModel | str) -> BaseChatModel:
+    """A chat model object as is, or one built from an ``init_chat_model`` string."""
+    if isinstance(model, BaseChatModel):
+        return model
+    if not isinstance(model, str):
+        raise ModelError(
+            f"a reflection model must be a LangChain chat model or a 'provider:model' string, "
+            f"not {type(model).__name__}",
+            hint=f"pass e.g. {_EXAMPLE_MODELS}, or a BaseChatModel instance",
+        )
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as exc:
+        raise ModelError(
+            f"model strings such as {model!r} need the langchain package",
+            hint="pip install 'langdream[langchain]' plus the provider package (e.g. langchain-anthropic)",
+        ) from exc
+    try:
+        return init_chat_model(model)
+    except ImportError as exc:
+        raise ModelError(
+            f"cannot initialise chat model {model!r}: {exc}",
+            hint="install the provider's integration package, e.g. pip install langchain-anthropic",
+        ) from exc
+    except Exception as exc:
+        raise ModelError(
+            f"cannot initialise chat model {model!r}: {exc}",
+            hint=f"use 'provider:model' such as {_EXAMPLE_MODELS}, and set the provider's API key",
+        ) from exc
+
+
+def chat_model_id(model: BaseChatModel) -> str:
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or getattr(model, "model_id", None)
+    return f"{type(model).__name__}:{name}" if isinstance(name, str) and name else type(model).__name__
+
+
+def _raw_text(message: Any) -> str:
+    if isinstance(message, AIMessage):
+        return json.dumps(
+            {"content": message.content, "tool_calls": [dict(c) for c in message.tool_calls]},
+            ensure_ascii=False,
+            default=str,
+        )
+    return json.dumps(message, ensure_ascii=False, default=str)
+
+
+def _to_operations(output: ReflectionOutput) -> list[Operation]:
+    return [
+        Operation(
+            action=InsightAction(op.action),
+            insight_id=op.insight_id,
+            claim=op.claim,
+            applies_when=op.applies_when,
+            evidence=list(op.evidence),
+            confidence=op.confidence,
+        )
+        for op in output.operations
+    ]
+
+
+class LLMReflector:
+    """Asks a chat model to contrast a cluster's successful and failed runs."""
+
+    origin = InsightOrigin.LLM
+
+    def __init__(
+        self,
+        model: BaseChatModel | str,
+        *,
+        max_episodes: int = DEFAULT_REFLECT_MAX_EPISODES,
+        episode_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS,
+        max_attempts: int = 2,
+    ) -> None:
+        self.model = resolve_chat_model(model)
+        self._model_id = model if isinstance(model, str) else chat_model_id(self.model)
+        self.max_episodes = max_episodes
+        self.episode_tokens = episode_tokens
+        self.max_attempts = max_attempts
+        self._parser = PydanticOutputParser(pydantic_object=ReflectionOutput)
+        try:
+            self._structured = self.model.with_structured_output(ReflectionOutput, include_raw=True)
+        except NotImplementedError:
+            # No tool calling: ask for JSON in the reply and parse it.
+            self._structured = None
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def prompt_version(self) -> str:
+        return PROMPT_VERSION
+
+    def _prompt(self, view: ClusterView) -> list:
+        messages = build_messages(view, max_episodes=self.max_episodes, episode_tokens=self.episode_tokens)
+        if self._structured is None:
+            messages.append(HumanMessage(self._parser.get_format_instructions()))
+        return messages
+
+    def _parse(self, result: Any) -> Reflection:
+        if self._structured is None:
+            raw = _raw_text(result)
+            parsed = self._parser.parse(result.content if isinstance(result, AIMessage) else str(result))
+        else:
+            raw = _raw_text(result.get("raw"))
+            parsed = result.get("parsed")
+            if parsed is None:
+                error = result.get("parsing_error")
+                raise ReflectionError(
+                    f"the model's reflection did not fit the schema: {error}",
+                    hint="use a chat model that supports tool calling / structured output",
+                )
+        return Reflection(raw=raw, operations=_to_operations(parsed))
+
+    def reflect(self, view: ClusterView) -> Reflection:
+        runnable = self._structured or self.model
+        last: Exception | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._parse(runnable.invoke(self._prompt(view)))
+            except (ReflectionError, ValueError) as exc:
+                last = exc
+                logger.warning("reflection on cluster %s, attempt %s: %s", view.index, attempt, exc)
+        raise ReflectionError(f"no valid reflection after {self.max_attempts} attempts: {last}") from last
+
+    async def areflect(self, view: ClusterView) -> Reflection:
+        runnable = self._structured or self.model
+        last: Exception | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._parse(await runnable.ainvoke(self._prompt(view)))
+            except (ReflectionError, ValueError) as exc:
+                last = exc
+                logger.warning("reflection on cluster %s, attempt %s: %s", view.index, attempt, exc)
+        raise ReflectionError(f"no valid reflection after {self.max_attempts} attempts: {last}") from last

@@ -1,0 +1,158 @@
+"""Test doubles that are public API: exercise LLM reflection without a provider.
+
+``FakeReflectionModel`` is a real LangChain ``BaseChatModel``. It supports ``bind_tools`` (so
+``with_structured_output`` works as it does with a provider model), reads the episodes and
+insights out of the reflection prompt, and answers with whatever ``responder`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field, PrivateAttr
+
+from langdream.reflect import ReflectionOutput
+
+_EPISODE = re.compile(r'<episode id="([^"]*)" outcome="([^"]*)">\n(.*?)\n</episode>', re.S)
+_INSIGHT = re.compile(r'<insight id="([^"]*)" status="([^"]*)"[^>]*>\n(.*?)\n(?:Applies when: .*?\n)?</insight>', re.S)
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+@dataclass(frozen=True)
+class PromptEpisode:
+    id: str
+    outcome: str  # "success", "failure" or "unknown"
+    text: str
+
+
+@dataclass(frozen=True)
+class PromptInsight:
+    id: str
+    status: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ReflectionPrompt:
+    """What a reflection prompt showed, parsed back out of it."""
+
+    text: str
+    episodes: list[PromptEpisode]
+    insights: list[PromptInsight]
+
+    @property
+    def successes(self) -> list[PromptEpisode]:
+        return [e for e in self.episodes if e.outcome == "success"]
+
+    @property
+    def failures(self) -> list[PromptEpisode]:
+        return [e for e in self.episodes if e.outcome == "failure"]
+
+
+def parse_prompt(messages: Sequence[BaseMessage]) -> ReflectionPrompt:
+    text = "\n".join(m.content if isinstance(m.content, str) else json.dumps(m.content) for m in messages)
+    episodes = [PromptEpisode(_unescape(i), o, _unescape(t)) for i, o, t in _EPISODE.findall(text)]
+    insights = [PromptInsight(_unescape(i), s, _unescape(t)) for i, s, t in _INSIGHT.findall(text)]
+    return ReflectionPrompt(text=text, episodes=episodes, insights=insights)
+
+
+def contrast_responder(prompt: ReflectionPrompt) -> dict[str, Any]:
+    """A plausible reflector: one lesson per cluster that has both outcomes, citing its successes;
+    an upvote of the first shown insight when it already exists."""
+    if not prompt.successes or not prompt.failures:
+        return {"operations": []}
+    evidence = [e.id for e in prompt.successes]
+    if prompt.insights:
+        return {
+            "operations": [
+                {"action": "upvote", "insight_id": prompt.insights[0].id, "evidence": evidence, "confidence": 0.8}
+            ]
+        }
+    first_task = prompt.successes[0].text.splitlines()[0].removeprefix("Task: ")
+    return {
+        "operations": [
+            {
+                "action": "add",
+                "claim": "Check every entity the task names with its own search before answering.",
+                "applies_when": f"tasks like: {first_task[:80]}",
+                "evidence": evidence,
+                "confidence": 0.8,
+            }
+        ]
+    }
+
+
+Responder = Callable[[ReflectionPrompt], "ReflectionOutput | dict[str, Any] | str"]
+
+
+class FakeReflectionModel(BaseChatModel):
+    """A chat model that answers reflection prompts with ``responder(prompt)``.
+
+    The responder gets a ``ReflectionPrompt`` and returns a ``ReflectionOutput``, a dict of the
+    same shape, or a raw string (returned as the message text, for testing malformed output).
+    Every prompt it receives is kept in ``prompts``.
+    """
+
+    responder: Callable[[ReflectionPrompt], Any] = Field(default=contrast_responder)
+    model: str = "fake-reflection"
+    _prompts: list[ReflectionPrompt] = PrivateAttr(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "fake-reflection"
+
+    @property
+    def prompts(self) -> list[ReflectionPrompt]:
+        with self._lock:
+            return list(self._prompts)
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt = parse_prompt(messages)
+        with self._lock:
+            self._prompts.append(prompt)
+        answer = self.responder(prompt)
+        if isinstance(answer, str):
+            message = AIMessage(content=answer)
+        else:
+            payload = answer.model_dump() if isinstance(answer, ReflectionOutput) else dict(answer)
+            if kwargs.get("tools"):
+                message = AIMessage(
+                    content="",
+                    tool_calls=[{"name": "ReflectionOutput", "args": payload, "id": f"call_{uuid.uuid4().hex[:8]}"}],
+                )
+            else:
+                message = AIMessage(content=json.dumps(payload))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+__all__ = [
+    "FakeReflectionModel",
+    "PromptEpisode",
+    "PromptInsight",
+    "ReflectionPrompt",
+    "contrast_responder",
+    "parse_prompt",
+]

@@ -1,0 +1,274 @@
+"""The data langdream stores and returns: episodes, insights, dream reports, recalls."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from langdream.namespace import Namespace, format_namespace, parse_namespace
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolCall(_Model):
+    """A tool call an assistant message asked for."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+
+
+class Message(_Model):
+    """One step of a trajectory, in the role vocabulary of chat APIs."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class Outcome(_Model):
+    """How a run went. Every field may be unknown (None) until a judge or feedback says."""
+
+    success: bool | None = None
+    score: float | None = None
+    feedback: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.success is not None
+
+    @property
+    def label(self) -> str:
+        return "unknown" if self.success is None else ("success" if self.success else "failure")
+
+
+class Episode(_Model):
+    """One recorded agent run."""
+
+    id: str
+    namespace: Namespace
+    task: str
+    messages: list[Message] = Field(default_factory=list)
+    final_answer: str | None = None
+    outcome: Outcome = Field(default_factory=Outcome)
+    thread_id: str | None = None
+    run_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    injected_insight_ids: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # Set by the ledger: how often the outcome changed, and which dream consumed the episode.
+    revision: int = 0
+    consolidated_by: str | None = None
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace(cls, value: Any) -> Namespace:
+        return parse_namespace(value)
+
+    @field_serializer("namespace")
+    def _namespace_out(self, value: Namespace) -> list[str]:
+        return list(value)
+
+
+class InsightStatus(str, enum.Enum):
+    """Where an insight is in its life.
+
+    ``quarantined`` insights are held back from recall (not yet enough support, or flagged);
+    ``active`` ones are recalled; ``retired`` ones were withdrawn by evidence or a person.
+    """
+
+    QUARANTINED = "quarantined"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class InsightOrigin(str, enum.Enum):
+    LLM = "llm"
+    EXTRACTIVE = "extractive"
+
+
+class Insight(_Model):
+    """A generalized lesson with its provenance."""
+
+    id: str
+    namespace: Namespace
+    text: str
+    applies_when: str = ""
+    status: InsightStatus
+    status_reason: str = ""
+    origin: InsightOrigin
+    evidence: list[str] = Field(default_factory=list, description="episode ids that support it")
+    support: int = 0
+    threads: int = Field(default=0, description="distinct threads (sessions) among the evidence")
+    tasks: int = Field(default=0, description="distinct tasks among the evidence; many means a general lesson")
+    confidence: float = 0.5
+    version: int = 1
+    model_id: str = ""
+    prompt_version: str = ""
+    job_id: str = ""
+    signature: str | None = None
+    stats: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace(cls, value: Any) -> Namespace:
+        return parse_namespace(value)
+
+    @field_serializer("namespace")
+    def _namespace_out(self, value: Namespace) -> list[str]:
+        return list(value)
+
+    def display_text(self) -> str:
+        suffix = " [extractive]" if self.origin is InsightOrigin.EXTRACTIVE else ""
+        return f"{self.text}{suffix}"
+
+
+class InsightAction(str, enum.Enum):
+    ADD = "add"
+    EDIT = "edit"
+    UPVOTE = "upvote"
+    DOWNVOTE = "downvote"
+    RETIRE = "retire"
+
+
+class InsightVersion(_Model):
+    """One entry of an insight's history: what changed, why, and in which dream."""
+
+    insight_id: str
+    version: int
+    action: InsightAction
+    status: InsightStatus
+    status_reason: str = ""
+    text: str
+    applies_when: str = ""
+    evidence: list[str] = Field(default_factory=list)
+    support: int = 0
+    threads: int = 0
+    confidence: float = 0.5
+    job_id: str = ""
+    model_id: str = ""
+    prompt_version: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DreamReport(_Model):
+    """What one dream pass over one namespace did."""
+
+    namespace: Namespace
+    job_id: str | None = None
+    episodes: int = 0
+    clusters: int = 0
+    noise: int = 0
+    added: int = 0
+    edited: int = 0
+    upvoted: int = 0
+    downvoted: int = 0
+    retired: int = 0
+    quarantined: int = Field(default=0, description="insights this dream changed that wait in quarantine")
+    resumed: bool = False
+    skipped: str | None = Field(default=None, description="why nothing was done, when nothing was")
+    model_id: str = ""
+    prompt_version: str = ""
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = Field(default_factory=dict)
+    insight_ids: list[str] = Field(default_factory=list, description="insights this dream changed")
+
+    @field_serializer("namespace")
+    def _namespace_out(self, value: Namespace) -> list[str]:
+        return list(value)
+
+    def summary(self) -> str:
+        where = format_namespace(self.namespace)
+        if self.skipped:
+            return f"{where}: {self.skipped}"
+        return (
+            f"{where}: {self.episodes} episodes, {self.clusters} clusters ({self.noise} unclustered); "
+            f"+{self.added} new, {self.edited} edited, {self.upvoted} upvoted, {self.downvoted} downvoted, "
+            f"{self.retired} retired; {self.quarantined} of the changed insights wait in quarantine"
+        )
+
+
+class RecalledInsight(_Model):
+    insight: Insight
+    similarity: float
+    score: float
+
+
+class Recall(_Model):
+    """What a run is told: the chosen insights and the exact text shown to the model."""
+
+    task: str
+    namespace: Namespace
+    insights: list[RecalledInsight] = Field(default_factory=list)
+    text: str = ""
+    tokens: int = 0
+
+    @field_serializer("namespace")
+    def _namespace_out(self, value: Namespace) -> list[str]:
+        return list(value)
+
+    @property
+    def insight_ids(self) -> list[str]:
+        return [r.insight.id for r in self.insights]
+
+
+class NamespaceStats(_Model):
+    namespace: Namespace
+    episodes: int = 0
+    pending: int = 0
+    insights: dict[str, int] = Field(default_factory=dict)
+
+    @field_serializer("namespace")
+    def _namespace_out(self, value: Namespace) -> list[str]:
+        return list(value)
+
+
+class DreamJob(_Model):
+    """The journal entry of one dream over one namespace.
+
+    ``episodes`` pins the exact input (ids with their outcome revision); ``clusters`` pins the
+    clustering, so a rerun after a crash reflects on the same groups and reuses every reflection
+    output already stored.
+    """
+
+    id: str
+    namespace: Namespace
+    status: Literal["open", "done", "abandoned"] = "open"
+    episodes: list[tuple[str, int]] = Field(default_factory=list)
+    clusters: list[list[str]] = Field(default_factory=list)
+    noise: list[str] = Field(default_factory=list)
+    prompt_version: str = ""
+    model_id: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    report: DreamReport | None = None
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace(cls, value: Any) -> Namespace:
+        return parse_namespace(value)
+
+    @field_serializer("namespace")
+    def _namespace_out(self, value: Namespace) -> list[str]:
+        return list(value)

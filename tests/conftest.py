@@ -1,0 +1,67 @@
+"""Shared fixtures: one embedding model per session, a fresh data home per test, real data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from langdream import DreamMemory, Embedder, Episode
+from langdream.demo import sample_lines
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from langdream._device import cuda_available
+
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch sees none on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The bundled all-MiniLM-L6-v2, loaded once for the whole session (a few seconds)."""
+    model = Embedder()
+    model.embed(["warm up"])
+    return model
+
+
+@pytest.fixture
+def make_memory(tmp_path: Path, embedder: Embedder) -> Iterator[Callable[..., DreamMemory]]:
+    """Build DreamMemory objects on fresh data homes under tmp_path, closed after the test."""
+    opened: list[DreamMemory] = []
+
+    def make(home: Path | str | None = None, **kwargs) -> DreamMemory:
+        memory = DreamMemory(home or tmp_path / f"home{len(opened)}", embedder=kwargs.pop("embedder", embedder), **kwargs)
+        opened.append(memory)
+        return memory
+
+    yield make
+    for memory in opened:
+        memory.close()
+
+
+@pytest.fixture
+def memory(make_memory: Callable[..., DreamMemory]) -> DreamMemory:
+    return make_memory()
+
+
+@pytest.fixture(scope="session")
+def hotpotqa_records() -> list[dict]:
+    """The shipped real HotpotQA ReAct episodes (994 runs over 100 questions) as JSON objects."""
+    return [json.loads(line) for line in sample_lines()]
+
+
+@pytest.fixture(scope="session")
+def hotpotqa_episodes(hotpotqa_records: list[dict]) -> list[Episode]:
+    return [Episode.model_validate({k: v for k, v in r.items() if k != "final_answer"} | {"final_answer": r.get("final_answer")}) for r in hotpotqa_records]
+
+
+def write_jsonl(path: Path, records: list[dict | str]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
