@@ -110,8 +110,8 @@ class DreamScheduler:
         with self._condition:
             self._pending += 1
             self._last_activity = time.monotonic()
-            if self.every_episodes is not None and self._pending >= self.every_episodes:
-                self._condition.notify_all()
+            # Wake the thread so it re-times its idle deadline (or dreams, at the count).
+            self._condition.notify_all()
 
     def dream_now(self) -> None:
         """Ask for a dream as soon as the thread is free."""
