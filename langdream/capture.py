@@ -91,11 +91,8 @@ def normalise_messages(value: Any) -> list[BaseMessage]:
     """The messages of a graph input as message objects, each with an id (so it can be found later)."""
     if isinstance(value, (str, BaseMessage, tuple, Mapping)):
         value = [value]
-    messages = convert_to_messages(value)
-    for message in messages:
-        if message.id is None:
-            message.id = str(uuid.uuid4())
-    return messages
+    # Copies, not the caller's objects, get the new ids.
+    return [m if m.id is not None else m.model_copy(update={"id": str(uuid.uuid4())}) for m in convert_to_messages(value)]
 
 
 def last_human(messages: Sequence[BaseMessage]) -> BaseMessage | None:

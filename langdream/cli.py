@@ -59,7 +59,12 @@ out = Console()
 err = Console(stderr=True)
 _state: dict[str, Any] = {"home": None}
 
-_STAGES = {"embed": "embedding episodes", "reflect": "reflecting on clusters", "apply": "applying insights"}
+_STAGES = {
+    "ingest": "reading episodes",
+    "embed": "embedding episodes",
+    "reflect": "reflecting on clusters",
+    "apply": "applying insights",
+}
 
 
 def _version(value: bool) -> None:
@@ -91,7 +96,7 @@ def emit_json(value: Any) -> None:
 
 
 @contextmanager
-def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int | None], None]]:
     """A ``progress(stage, done, total)`` callback drawing one bar per stage on stderr."""
     if not enabled:
         yield lambda stage, done, total: None
@@ -106,10 +111,11 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
     ) as bars:
         tasks: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(stage: str, done: int, total: int | None) -> None:
+            # total None: not known in advance (a file being read); the bar shows a count.
             if stage not in tasks:
-                tasks[stage] = bars.add_task(_STAGES.get(stage, stage), total=max(total, 1))
-            bars.update(tasks[stage], completed=done if total else 1, total=max(total, 1))
+                tasks[stage] = bars.add_task(_STAGES.get(stage, stage), total=total)
+            bars.update(tasks[stage], completed=done if total != 0 else 1, total=total if total != 0 else 1)
 
         yield update
 
@@ -147,7 +153,7 @@ def ingest(
 
         def counted(n: int) -> None:
             seen[0] += n
-            progress("ingest", seen[0], 0)
+            progress("ingest", seen[0], None)
 
         report = mem.ingest(file, namespace=namespace, progress=counted)
     if as_json:

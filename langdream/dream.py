@@ -175,7 +175,8 @@ class Dreamer:
         resumable = None
         for job in reversed(self.ledger.open_jobs(namespace)):
             current = {e.id: e for e in self.ledger.get_episodes([i for i, _ in job.episodes])}
-            unchanged = job.model_id == self.reflector.model_id and all(
+            same_reflector = (job.model_id, job.prompt_version) == (self.reflector.model_id, self.reflector.prompt_version)
+            unchanged = same_reflector and all(
                 i in current and current[i].revision == rev and current[i].consolidated_by is None
                 for i, rev in job.episodes
             )
@@ -324,7 +325,7 @@ class Dreamer:
             prompt_version=self.reflector.prompt_version,
             insight_ids=list(final),
         )
-        consolidated = [(i, e.revision) for ids in job.clusters for i in ids for e in [plan.episodes[i]]]
+        consolidated = [(i, plan.episodes[i].revision) for ids in job.clusters for i in ids]
         plan.stages["apply"] = time.perf_counter() - started
         report = report.model_copy(
             update={"seconds": time.perf_counter() - plan.started, "stage_seconds": dict(plan.stages)}

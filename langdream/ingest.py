@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langdream.errors import IngestError, LangDreamError
-from langdream.namespace import Namespace, parse_namespace
-from langdream.types import Episode, Message, Outcome
+from langdream.namespace import Namespace, namespace_key, parse_namespace
+from langdream.types import Episode, Message, Outcome, as_utc
 
 
 class LineError(BaseModel):
@@ -61,10 +61,11 @@ def _describe(error: ValidationError) -> str:
 
 def to_episode(record: EpisodeRecord, default_namespace: Namespace, raw: str) -> Episode:
     namespace = parse_namespace(record.namespace) if record.namespace is not None else default_namespace
-    created = record.created_at or datetime.now(timezone.utc)
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
-    episode_id = record.id or "ep_" + hashlib.sha256(raw.encode()).hexdigest()[:24]
+    created = as_utc(record.created_at or datetime.now(timezone.utc))
+    # Derived from the line and its namespace: the same file imported into two namespaces is
+    # stored in both, and imported twice into one is stored once.
+    derived = hashlib.sha256(f"{namespace_key(namespace)}\n{raw}".encode()).hexdigest()[:24]
+    episode_id = record.id or f"ep_{derived}"
     return Episode(
         id=episode_id,
         namespace=namespace,

@@ -46,6 +46,7 @@ LEDGER_FILE = "ledger.sqlite3"
 INDEX_DIR = "chroma"
 StatusFilter = Literal["active", "quarantined", "retired", "all"]
 _INGEST_BATCH = 500
+_LOCK_POLL_SECONDS = 0.05
 
 
 def _prepare_home(home: Path) -> Path:
@@ -263,7 +264,9 @@ class DreamMemory:
     ) -> list[DreamReport]:
         dreamer = self._dreamer(model)
         targets = await asyncio.to_thread(self._dream_targets, namespace)
-        await asyncio.to_thread(self._dream_lock.acquire)
+        # Poll rather than block a worker thread on the lock: a cancelled wait then holds nothing.
+        while not self._dream_lock.acquire(blocking=False):
+            await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
             return [await dreamer.adream(ns, progress=progress) for ns in targets]
         finally:

@@ -91,7 +91,9 @@ def resolve_namespace(spec: NamespaceSpec, config: Mapping[str, Any] | None) -> 
                 hint="make it return a tuple of strings for every config it is given",
             ) from exc
         return parse_namespace(produced)
-    labels = [spec] if isinstance(spec, str) else list(spec)
+    # Split the template into labels first, then fill each: a filled value that contains the
+    # separator is an error, never a way into another namespace.
+    labels = spec.strip().split(SEPARATOR) if isinstance(spec, str) else list(spec)
     filled = []
     for label in labels:
         if not isinstance(label, str):
@@ -104,7 +106,6 @@ def resolve_namespace(spec: NamespaceSpec, config: Mapping[str, Any] | None) -> 
                 " but this run's config does not have it",
                 hint=f'invoke with config={{"configurable": {{"{missing[0]}": ...}}}} or change the template',
             )
-        filled.append(label.format(**{k: str(v) for k, v in configurable.items()}) if fields else label)
-    if len(filled) == 1 and SEPARATOR in filled[0]:
-        return parse_namespace(filled[0])
+        value = label.format(**{k: str(v) for k, v in configurable.items()}) if fields else label
+        filled.append(_check_label(value, f"the namespace filled from template {tuple(labels)!r}"))
     return parse_namespace(filled)

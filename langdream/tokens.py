@@ -7,11 +7,12 @@ works with no network. Any other encoding name is loaded through tiktoken as usu
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 from importlib import resources
 
 import tiktoken
-from tiktoken.load import load_tiktoken_bpe
 
 from langdream.config import DEFAULT_ENCODING
 from langdream.errors import ConfigError
@@ -33,6 +34,23 @@ _BUNDLED = {
 }
 
 
+def _bundled_ranks(filename: str, sha256: str) -> dict[bytes, int]:
+    """The BPE ranks of a bundled file, read directly: tiktoken's loader would copy it into its
+    cache directory, which may not be writable (read-only containers)."""
+    data = (resources.files("langdream") / "_data" / filename).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ConfigError(
+            f"the bundled tiktoken file {filename} is corrupt (hash mismatch)",
+            hint="reinstall langdream: pip install --force-reinstall langdream",
+        )
+    ranks = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
 @functools.lru_cache(maxsize=4)
 def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     """The named encoding, from the bundled file when langdream ships it."""
@@ -46,9 +64,7 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
                 hint=f"use encoding={DEFAULT_ENCODING!r} (bundled), or set TIKTOKEN_CACHE_DIR to a "
                 "directory that holds the encoding file",
             ) from exc
-    path = resources.files("langdream") / "_data" / spec["file"]
-    with resources.as_file(path) as local:
-        ranks = load_tiktoken_bpe(str(local), expected_hash=spec["sha256"])
+    ranks = _bundled_ranks(spec["file"], spec["sha256"])
     return tiktoken.Encoding(
         name=name, pat_str=spec["pat_str"], mergeable_ranks=ranks, special_tokens=spec["special_tokens"]
     )

@@ -15,8 +15,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(value: datetime) -> datetime:
+    """Aware datetimes as they are; naive ones are taken to be UTC, never local time."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
 def to_epoch(value: datetime) -> float:
-    return value.timestamp()
+    return as_utc(value).timestamp()
 
 
 def from_epoch(value: float) -> datetime:
@@ -83,6 +88,11 @@ class Episode(_Model):
     @classmethod
     def _namespace(cls, value: Any) -> Namespace:
         return parse_namespace(value)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
 
     @field_serializer("namespace")
     def _namespace_out(self, value: Namespace) -> list[str]:

@@ -22,11 +22,14 @@ def average_linkage(vectors: np.ndarray, similarity: float) -> np.ndarray:
     return fcluster(tree, t=1.0 - similarity, criterion="distance").astype(np.int64) - 1
 
 
+_RESTARTS = 4
+
+
 def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0, minibatch: bool = False) -> np.ndarray:
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    if minibatch:
+    if minibatch:  # over-segmentation only: one pass is enough, the merge step fixes the rest
         model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096)
-    else:
-        model = KMeans(n_clusters=k, random_state=seed, n_init=1)
+    else:  # a few restarts: a single k-means run can merge two clear groups and split another
+        model = KMeans(n_clusters=k, random_state=seed, n_init=_RESTARTS)
     return model.fit_predict(vectors).astype(np.int64)

@@ -262,7 +262,7 @@ class SQLiteLedger:
         text = str(exc)
         if "locked" in text or "busy" in text:
             return DataHomeLockedError(
-                f"the ledger {self.path} stayed locked by another process for {self.busy_timeout:.0f}s",
+                f"the ledger {self.path} stayed locked by another process for {self.busy_timeout:g}s",
                 hint="wait for the other langdream process (a dream or an import) to finish, or stop it",
             )
         return DataHomeError(
