@@ -27,7 +27,6 @@ from langdream.types import Message, Outcome, ToolCall
 logger = logging.getLogger("langdream.capture")
 
 RECALL_MESSAGE_ID = "langdream-recall"
-DEFAULT_RECALL_KEY = "langdream_insights"
 TASK_KEYS = ("task", "question", "query", "input", "prompt")
 SUCCESS_SCORE = 0.5
 ANSWER_KEYS = ("answer", "final_answer", "output", "response", "result")
@@ -161,14 +160,16 @@ def answer_from_state(spec: str | Callable[[Any], Any] | None, state: Any, traje
 
 
 def message_trajectory(final_messages: Sequence[Any], task_message_id: str | None) -> list[Message]:
-    """This run's messages: from the task message to the end, without langdream's own recall message."""
+    """This run's messages: from the task message to the end, without langdream's own recall message.
+
+    Without a known task message (a run resumed from a checkpoint), the turn starts at the last
+    human message of the thread.
+    """
     messages = [m for m in normalise_messages(list(final_messages)) if m.id != RECALL_MESSAGE_ID]
-    start = 0
+    humans = [p for p, m in enumerate(messages) if isinstance(m, HumanMessage)]
+    start = humans[-1] if humans else 0
     if task_message_id is not None:
-        for position, message in enumerate(messages):
-            if message.id == task_message_id:
-                start = position
-                break
+        start = next((p for p, m in enumerate(messages) if m.id == task_message_id), 0)
     return [message_record(m) for m in messages[start:]]
 
 

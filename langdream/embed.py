@@ -49,6 +49,23 @@ def _quiet_weight_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+EMBEDDING_MODEL_KEY = "embedding_model"
+
+
+def check_embedding_model(ledger, embedder: Embedder) -> None:
+    """Refuse to mix vectors of two models in one data home; the first use records the model."""
+    stored = ledger.get_meta(EMBEDDING_MODEL_KEY)
+    if stored is None:
+        ledger.set_meta(EMBEDDING_MODEL_KEY, embedder.model_id)
+    elif stored != embedder.model_id:
+        raise EmbeddingError(
+            f"this data home was embedded with {stored!r}, but the embedding model now configured is "
+            f"{embedder.model_id!r}",
+            hint="configure the original model, or re-embed everything with the new one: "
+            "`langdream reindex` (with the new model in the data home's settings.json) or DreamMemory.reindex()",
+        )
+
+
 class Embedder:
     """Turns texts into normalised vectors with a sentence-transformers model, loaded lazily."""
 

@@ -27,7 +27,6 @@ from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from langdream.capture import (
-    DEFAULT_RECALL_KEY,
     RECALL_MESSAGE_ID,
     Judge,
     RecallMode,
@@ -40,7 +39,7 @@ from langdream.capture import (
     step_trajectory,
     task_from_input,
 )
-from langdream.config import DEFAULT_NAMESPACE
+from langdream.config import DEFAULT_NAMESPACE, DEFAULT_RECALL_KEY
 from langdream.errors import GraphShapeError, LangDreamError, RecordingError
 from langdream.memory import DreamMemory
 from langdream.namespace import Namespace, NamespaceSpec, resolve_namespace
@@ -51,7 +50,7 @@ logger = logging.getLogger("langdream.graph")
 
 @dataclass(frozen=True)
 class DreamingOptions:
-    """How a graph dreams. The same options drive the decorator and the create_agent middleware.
+    """How a graph dreams: what ``dreaming()`` and ``add_dreaming()`` take as keyword arguments.
 
     Attributes:
         memory: the ``DreamMemory`` to record into and recall from.
@@ -141,7 +140,7 @@ def _recall_mode(graph: Pregel, options: DreamingOptions) -> RecallMode:
     wanted = options.messages_key if options.recall == "messages" else options.recall_key
     raise GraphShapeError(
         f"graph {graph.get_name()!r} has no state key {wanted!r} to put recalled insights in "
-        f"(its keys: {sorted(k for k in channels if not k.startswith('__'))})",
+        f"(its keys: {sorted(k for k in channels if not k.startswith('__') and ':' not in k)})",
         hint=(
             f"for a message graph use a state with a {options.messages_key!r} key (e.g. MessagesState); "
             f"otherwise add `{options.recall_key}: str` to your state schema and read it in your nodes, "

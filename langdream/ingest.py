@@ -23,11 +23,15 @@ from langdream.types import Episode, Message, Outcome, as_utc
 
 
 class LineError(BaseModel):
+    """A line of an episode file that was not imported, and why."""
+
     line: int
     reason: str
 
 
 class IngestReport(BaseModel):
+    """What an import did: episodes added, ids already stored, bad lines, episodes per namespace."""
+
     added: int = 0
     duplicates: int = 0
     errors: list[LineError] = Field(default_factory=list)

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from langdream.config import DEFAULT_NAMESPACE, Settings, resolve_home
 from langdream.dream import Dreamer, Progress
-from langdream.embed import Embedder
+from langdream.apply import insight_text_for_embedding
+from langdream.embed import EMBEDDING_MODEL_KEY, Embedder
 from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError
 from langdream.index import ChromaIndex
 from langdream.ingest import IngestReport, read_jsonl
@@ -44,6 +45,9 @@ logger = logging.getLogger("langdream")
 
 LEDGER_FILE = "ledger.sqlite3"
 INDEX_DIR = "chroma"
+# Settings saved in the data home are the base of every DreamMemory opened on it, so a cron
+# `langdream dream` uses the application's thresholds and model.
+SETTINGS_FILE = "settings.json"
 StatusFilter = Literal["active", "quarantined", "retired", "all"]
 _INGEST_BATCH = 500
 _LOCK_POLL_SECONDS = 0.05
@@ -70,6 +74,20 @@ def _prepare_home(home: Path) -> Path:
     return home
 
 
+def saved_settings(home: Path) -> Settings | None:
+    """The settings saved in a data home's settings.json, if it has one."""
+    path = home / SETTINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        return Settings.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as exc:
+        raise ConfigError(
+            f"cannot use the saved settings {path}: {exc}",
+            hint="fix the JSON (fields as in docs/configuration.md) or delete the file to use the defaults",
+        ) from exc
+
+
 def merge_settings(settings: Settings | None, overrides: dict[str, Any]) -> Settings:
     """``settings`` (or the defaults) with single fields overridden, validated as a whole."""
     base = settings or Settings()
@@ -92,7 +110,12 @@ def make_reflector(model: BaseChatModel | str | None, settings: Settings) -> Ref
         return ExtractiveReflector()
     from langdream.reflect.llm import LLMReflector
 
-    return LLMReflector(model, max_episodes=settings.reflect_max_episodes, episode_tokens=settings.episode_prompt_tokens)
+    return LLMReflector(
+        model,
+        max_episodes=settings.reflect_max_episodes,
+        episode_tokens=settings.episode_prompt_tokens,
+        encoding=settings.encoding,
+    )
 
 
 class DreamMemory:
@@ -102,7 +125,8 @@ class DreamMemory:
         home: data home directory; default ``$LANGDREAM_HOME`` or ``./.langdream``.
         model: a LangChain chat model or an ``init_chat_model`` string (``"anthropic:claude-sonnet-4-5"``)
             for LLM reflection; without one, dreams use the extractive reflector.
-        settings: a ``Settings``; keyword arguments override single fields of it.
+        settings: a ``Settings`` (default: the data home's saved settings.json, else the defaults);
+            keyword arguments override single fields of it.
         reflector / embedder: replace the default components.
     """
 
@@ -116,8 +140,8 @@ class DreamMemory:
         embedder: Embedder | None = None,
         **overrides: Any,
     ) -> None:
-        self.settings = merge_settings(settings, overrides)
         self.home = _prepare_home(resolve_home(home))
+        self.settings = merge_settings(settings or saved_settings(self.home), overrides)
         self.ledger = SQLiteLedger(self.home / LEDGER_FILE, busy_timeout=self.settings.busy_timeout_seconds)
         self.index = ChromaIndex(self.home / INDEX_DIR)
         self.embedder = embedder or Embedder(
@@ -131,6 +155,7 @@ class DreamMemory:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the ledger's connections and the index client."""
         self.ledger.close()
         self.index.close()
 
@@ -142,6 +167,13 @@ class DreamMemory:
 
     def __repr__(self) -> str:
         return f"DreamMemory(home={str(self.home)!r}, reflector={self.reflector.model_id!r})"
+
+    def save_settings(self) -> Path:
+        """Write this memory's settings to the data home, as the base for every later opening
+        (the CLI and cron jobs included). Returns the file's path."""
+        path = self.home / SETTINGS_FILE
+        path.write_text(self.settings.model_dump_json(indent=2), encoding="utf-8")
+        return path
 
     def add_listener(self, listener: Callable[[Episode], None]) -> None:
         """Call ``listener(episode)`` after every recorded episode (the idle-time scheduler uses this)."""
@@ -174,8 +206,9 @@ class DreamMemory:
     ) -> Episode:
         """Attach or change the outcome of a recorded run (by run id or episode id).
 
-        Fields left as None keep their current value. A changed outcome puts the episode back in
-        the queue of the next dream.
+        Fields left as None keep their current value, except that a new ``success`` without a
+        ``score`` sets the score to 1.0 or 0.0. A changed outcome puts the episode back in the
+        queue of the next dream.
         """
         episode = self.ledger.find_episode(str(run_id))
         if episode is None:
@@ -184,6 +217,10 @@ class DreamMemory:
                 hint="pass the run_id of a recorded run (see `langdream episodes list`)",
             )
         current = episode.outcome
+        if score is None and success is not None:
+            # A verdict without a score: the score follows it (as a bool judge's would), so a run
+            # is never a failure scored 1.0.
+            score = 1.0 if success else 0.0
         outcome = Outcome(
             success=current.success if success is None else success,
             score=current.score if score is None else score,
@@ -273,19 +310,29 @@ class DreamMemory:
             self._dream_lock.release()
 
     def reindex(self, *, progress: Progress | None = None) -> dict[str, int]:
-        """Rebuild the chroma index from the ledger: every episode re-embedded, every active insight."""
+        """Rebuild the chroma index from the ledger with the configured embedding model.
+
+        Every episode and every insight is embedded again (so this is also how a data home moves
+        to another embedding model), the insights' stored vectors are replaced, and the index
+        ends up holding exactly the ledger's active insights.
+        """
         dreamer = self._dreamer(None)
+        batch = max(256, self.embedder.batch_size * 8)
         with self._dream_lock:
             self.index.reset()
             total = self.ledger.count_episodes()
             done = 0
-            for batch in self.ledger.iter_episode_tasks(batch=max(256, self.embedder.batch_size * 8)):
-                vectors = self.embedder.embed([task for _, _, task in batch])
-                self.index.upsert_episodes([i for i, _, _ in batch], vectors, [ns for _, ns, _ in batch])
-                done += len(batch)
+            for rows in self.ledger.iter_episode_tasks(batch=batch):
+                vectors = self.embedder.embed([task for _, _, task in rows])
+                self.index.upsert_episodes([i for i, _, _ in rows], vectors, [ns for _, ns, _ in rows])
+                done += len(rows)
                 if progress:
                     progress("embed", done, total)
+            for rows in self.ledger.iter_insight_texts(batch=batch):
+                texts = [insight_text_for_embedding(text, when) for _, text, when in rows]
+                self.ledger.set_insight_vectors(list(zip((i for i, _, _ in rows), self.embedder.embed(texts))))
             self.ledger.mark_all_dirty()
+            self.ledger.set_meta(EMBEDDING_MODEL_KEY, self.embedder.model_id)
             dreamer.sync_index()
         return {"episodes": done, "insights": len(self.index.insight_ids())}
 
@@ -315,6 +362,7 @@ class DreamMemory:
     # -- inspection --------------------------------------------------------------------------
 
     def namespaces(self) -> list[NamespaceStats]:
+        """Every namespace of this data home with its episode and insight counts."""
         return self.ledger.namespaces()
 
     def require_namespace(self, namespace: str | Sequence[str]) -> Namespace:
@@ -330,6 +378,7 @@ class DreamMemory:
         return parsed
 
     def episode(self, episode_id: str) -> Episode:
+        """One episode, by episode id or run id."""
         episode = self.ledger.find_episode(episode_id)
         if episode is None:
             raise NotFoundError(f"no episode with id {episode_id!r}", hint="see `langdream episodes list`")
@@ -343,10 +392,12 @@ class DreamMemory:
         offset: int = 0,
         pending: bool | None = None,
     ) -> list[Episode]:
+        """Episodes, newest first; ``pending`` True/False keeps those waiting for / consumed by a dream."""
         ns = self.require_namespace(namespace) if namespace is not None else None
         return self.ledger.list_episodes(ns, limit=limit, offset=offset, pending=pending)
 
     def insight(self, insight_id: str) -> Insight:
+        """One insight by id, whatever its status."""
         insight = self.ledger.get_insight(insight_id)
         if insight is None:
             raise NotFoundError(f"no insight with id {insight_id!r}", hint="see `langdream insights list --status all`")
@@ -355,10 +406,12 @@ class DreamMemory:
     def insights(
         self, namespace: str | Sequence[str] | None = None, *, status: StatusFilter = "active"
     ) -> list[Insight]:
+        """Insights of one namespace (or all), by status, most confident first."""
         ns = self.require_namespace(namespace) if namespace is not None else None
         statuses = None if status == "all" else [InsightStatus(status)]
         return self.ledger.list_insights(ns, statuses=statuses)
 
     def history(self, insight_id: str) -> list[InsightVersion]:
+        """Every version of an insight, oldest first: what changed, in which dream, by which model."""
         self.insight(insight_id)
         return self.ledger.insight_history(insight_id)

@@ -22,7 +22,7 @@ NamespaceSpec = Union[str, Sequence[str], Callable[[Mapping[str, Any]], Sequence
 SEPARATOR = "/"
 
 
-def _check_label(label: Any, where: str) -> str:
+def _check_label(label: Any, where: str, *, filled: bool = False) -> str:
     if not isinstance(label, str):
         raise NamespaceError(
             f"namespace labels must be strings, got {type(label).__name__} {label!r} in {where}",
@@ -36,7 +36,11 @@ def _check_label(label: Any, where: str) -> str:
     if SEPARATOR in label:
         raise NamespaceError(
             f"namespace label {label!r} in {where} contains {SEPARATOR!r}",
-            hint=f"split it into separate labels: {tuple(label.split(SEPARATOR))!r}",
+            hint=(
+                f"the config value filling it must not contain {SEPARATOR!r}: reject or encode such ids"
+                if filled
+                else f"split it into separate labels: {tuple(label.split(SEPARATOR))!r}"
+            ),
         )
     return label
 
@@ -107,5 +111,5 @@ def resolve_namespace(spec: NamespaceSpec, config: Mapping[str, Any] | None) -> 
                 hint=f'invoke with config={{"configurable": {{"{missing[0]}": ...}}}} or change the template',
             )
         value = label.format(**{k: str(v) for k, v in configurable.items()}) if fields else label
-        filled.append(_check_label(value, f"the namespace filled from template {tuple(labels)!r}"))
+        filled.append(_check_label(value, f"the namespace filled from template {tuple(labels)!r}", filled=bool(fields)))
     return parse_namespace(filled)

@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from langdream.config import Settings
-from langdream.embed import Embedder
+from langdream.embed import Embedder, check_embedding_model
 from langdream.index import ChromaIndex
 from langdream.ledger import Ledger
 from langdream.namespace import Namespace
@@ -77,11 +77,14 @@ def format_recall(insights: list[Insight]) -> str:
 
 
 class Recaller:
+    """Finds the active insights relevant to a task and renders the text a run is shown."""
+
     def __init__(self, ledger: Ledger, index: ChromaIndex, embedder: Embedder, settings: Settings) -> None:
         self.ledger = ledger
         self.index = index
         self.embedder = embedder
         self.settings = settings
+        self._model_checked = False
 
     def recall(
         self,
@@ -98,6 +101,9 @@ class Recaller:
         empty = Recall(task=task, namespace=namespace)
         if not task.strip() or self.ledger.count_insights(namespace, InsightStatus.ACTIVE) == 0:
             return empty
+        if not self._model_checked:
+            check_embedding_model(self.ledger, self.embedder)
+            self._model_checked = True
         vector = self.embedder.embed_one(task)
         # Relevance: how well the insight's wording matches the task, or how close the task is to
         # the runs the insight was learned from, whichever is higher.

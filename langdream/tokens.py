@@ -71,6 +71,7 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
 
 
 def count_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:
+    """Tokens in ``text`` under ``encoding`` (the bundled cl100k_base by default), offline."""
     return len(get_encoding(encoding).encode(text, disallowed_special=()))
 
 

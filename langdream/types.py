@@ -112,6 +112,8 @@ class InsightStatus(str, enum.Enum):
 
 
 class InsightOrigin(str, enum.Enum):
+    """Which kind of reflector wrote an insight: a chat model, or the extractive statistics."""
+
     LLM = "llm"
     EXTRACTIVE = "extractive"
 
@@ -155,6 +157,8 @@ class Insight(_Model):
 
 
 class InsightAction(str, enum.Enum):
+    """What one change did to an insight; every change is one version in its history."""
+
     ADD = "add"
     EDIT = "edit"
     UPVOTE = "upvote"
@@ -220,6 +224,8 @@ class DreamReport(_Model):
 
 
 class RecalledInsight(_Model):
+    """One recalled insight with its relevance to the task (similarity) and its final score."""
+
     insight: Insight
     similarity: float
     score: float
@@ -244,6 +250,8 @@ class Recall(_Model):
 
 
 class NamespaceStats(_Model):
+    """Counts for one namespace: episodes, episodes waiting for a dream, insights by status."""
+
     namespace: Namespace
     episodes: int = 0
     pending: int = 0

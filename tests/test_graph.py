@@ -257,9 +257,14 @@ def test_an_interrupted_run_is_recorded_when_it_completes(memory):
     graph.invoke({"messages": [("user", "ship it?")]}, cfg)
     assert memory.ledger.count_episodes() == 0
     graph.invoke(Command(resume="yes"), cfg)
+    graph.invoke({"messages": [("user", "and the docs?")]}, cfg)
+    assert memory.ledger.count_episodes() == 1  # the second turn is interrupted again
+    graph.invoke(Command(resume="later"), cfg)
 
-    (episode,) = memory.episodes("hitl")
-    assert episode.task == "ship it?" and episode.final_answer == "approved: yes"
+    first, second = sorted(memory.episodes("hitl"), key=lambda e: e.created_at)
+    assert first.task == "ship it?" and first.final_answer == "approved: yes"
+    # A resumed turn is recorded from its own human message, not from the start of the thread.
+    assert second.task == "and the docs?" and [m.content for m in second.messages] == ["and the docs?", "approved: later"]
 
 
 def test_feedback_attaches_an_outcome_later_and_requeues_the_episode(memory):
@@ -270,6 +275,7 @@ def test_feedback_attaches_an_outcome_later_and_requeues_the_episode(memory):
 
     episode = graph.feedback(run_id, success=False, feedback="wrong capital")
     assert episode.outcome.success is False and episode.outcome.feedback == "wrong capital"
+    assert episode.outcome.score == 0.0  # a verdict without a score sets the score too
     assert episode.revision == 1 and episode.consolidated_by is None
     assert asyncio.run(graph.afeedback(run_id, score=0.2)).outcome.score == 0.2
 

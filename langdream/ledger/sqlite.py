@@ -335,6 +335,16 @@ class SQLiteLedger:
                     hint="upgrade langdream to open this data home",
                 )
 
+    # -- data-home facts ---------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     # -- episodes ----------------------------------------------------------------------------
 
     def add_episodes(self, episodes: Sequence[Episode]) -> list[bool]:
@@ -594,6 +604,23 @@ class SQLiteLedger:
         with self._write() as db:
             # The version guard keeps an insight dirty if a dream changed it again meanwhile.
             db.executemany("UPDATE insights SET index_dirty = 0 WHERE id = ? AND version = ?", versions)
+
+    def set_insight_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Replace insights' stored vectors (after a change of embedding model) and mark them dirty."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE insights SET vector = ?, index_dirty = 1 WHERE id = ?",
+                [(_vector_bytes(v), i) for i, v in vectors],
+            )
+
+    def iter_insight_texts(self, batch: int = 1000) -> Iterator[list[tuple[str, str, str]]]:
+        """Every insight's (id, text, applies_when), ``batch`` at a time."""
+        last = ""
+        while rows := self._read(
+            "SELECT id, text, applies_when FROM insights WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+        ):
+            last = rows[-1]["id"]
+            yield [(r["id"], r["text"], r["applies_when"]) for r in rows]
 
     def mark_all_dirty(self) -> None:
         with self._write() as db:

@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import PydanticOutputParser
 
-from langdream.config import DEFAULT_EPISODE_PROMPT_TOKENS, DEFAULT_REFLECT_MAX_EPISODES
+from langdream.config import DEFAULT_ENCODING, DEFAULT_EPISODE_PROMPT_TOKENS, DEFAULT_REFLECT_MAX_EPISODES
 from langdream.errors import ModelError, ReflectionError
 from langdream.reflect import ClusterView, Operation, Reflection, ReflectionOutput
 from langdream.reflect.prompts import PROMPT_VERSION, build_messages
@@ -41,9 +41,10 @@ def resolve_chat_model(model: BaseChatModel | str) -> BaseChatModel:
     try:
         return init_chat_model(model)
     except ImportError as exc:
+        provider = model.split(":", 1)[0] if ":" in model else "<provider>"
         raise ModelError(
             f"cannot initialise chat model {model!r}: {exc}",
-            hint="install the provider's integration package, e.g. pip install langchain-anthropic",
+            hint=f"install the provider's integration package: pip install langchain-{provider.replace('_', '-')}",
         ) from exc
     except Exception as exc:
         raise ModelError(
@@ -92,12 +93,14 @@ class LLMReflector:
         *,
         max_episodes: int = DEFAULT_REFLECT_MAX_EPISODES,
         episode_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS,
+        encoding: str = DEFAULT_ENCODING,
         max_attempts: int = 2,
     ) -> None:
         self.model = resolve_chat_model(model)
         self._model_id = model if isinstance(model, str) else chat_model_id(self.model)
         self.max_episodes = max_episodes
         self.episode_tokens = episode_tokens
+        self.encoding = encoding
         self.max_attempts = max_attempts
         self._parser = PydanticOutputParser(pydantic_object=ReflectionOutput)
         try:
@@ -115,7 +118,9 @@ class LLMReflector:
         return PROMPT_VERSION
 
     def _prompt(self, view: ClusterView) -> list:
-        messages = build_messages(view, max_episodes=self.max_episodes, episode_tokens=self.episode_tokens)
+        messages = build_messages(
+            view, max_episodes=self.max_episodes, episode_tokens=self.episode_tokens, encoding=self.encoding
+        )
         if self._structured is None:
             messages.append(HumanMessage(self._parser.get_format_instructions()))
         return messages
@@ -128,7 +133,7 @@ class LLMReflector:
             raw = _raw_text(result.get("raw"))
             parsed = result.get("parsed")
             if parsed is None:
-                error = result.get("parsing_error")
+                error = result.get("parsing_error") or "the reply had no ReflectionOutput tool call"
                 raise ReflectionError(
                     f"the model's reflection did not fit the schema: {error}",
                     hint="use a chat model that supports tool calling / structured output",

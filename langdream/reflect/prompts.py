@@ -7,7 +7,7 @@ import json
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from langdream.config import DEFAULT_EPISODE_PROMPT_TOKENS
+from langdream.config import DEFAULT_ENCODING, DEFAULT_EPISODE_PROMPT_TOKENS
 from langdream.namespace import format_namespace
 from langdream.reflect import ClusterView
 from langdream.tokens import truncate_tokens
@@ -41,13 +41,15 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_episode(episode: Episode, max_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS) -> str:
+def render_episode(
+    episode: Episode, max_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS, encoding: str = DEFAULT_ENCODING
+) -> str:
     lines = [f"Task: {episode.task}"]
     for message in episode.messages:
         if message.role == "user" and message.content == episode.task:
             continue
         if message.role == "tool":
-            result = truncate_tokens(message.content, _TOOL_RESULT_TOKENS)
+            result = truncate_tokens(message.content, _TOOL_RESULT_TOKENS, encoding)
             lines.append(f"[tool result{f' from {message.name}' if message.name else ''}] {result}")
             continue
         if message.content.strip():
@@ -58,7 +60,7 @@ def render_episode(episode: Episode, max_tokens: int = DEFAULT_EPISODE_PROMPT_TO
         lines.append(f"Final answer: {episode.final_answer}")
     if episode.outcome.feedback:
         lines.append(f"Outcome feedback: {episode.outcome.feedback}")
-    body = truncate_tokens("\n".join(lines), max_tokens)
+    body = truncate_tokens("\n".join(lines), max_tokens, encoding)
     return (
         f'<episode id="{escape(episode.id)}" outcome="{episode.outcome.label}">\n{escape(body)}\n</episode>'
     )
@@ -83,7 +85,9 @@ def sample_episodes(view: ClusterView, limit: int) -> list[Episode]:
     return chosen
 
 
-def build_messages(view: ClusterView, *, max_episodes: int, episode_tokens: int) -> list:
+def build_messages(
+    view: ClusterView, *, max_episodes: int, episode_tokens: int, encoding: str = DEFAULT_ENCODING
+) -> list:
     shown = sample_episodes(view, max_episodes)
     successes = sum(1 for e in view.episodes if e.outcome.success is True)
     failures = sum(1 for e in view.episodes if e.outcome.success is False)
@@ -95,7 +99,7 @@ def build_messages(view: ClusterView, *, max_episodes: int, episode_tokens: int)
         *(render_insight(i) for i in view.nearby),
         "</existing_insights>",
         "<episodes>",
-        *(render_episode(e, episode_tokens) for e in shown),
+        *(render_episode(e, episode_tokens, encoding) for e in shown),
         "</episodes>",
         "Answer with the operations on the agent's lessons that these runs justify.",
     ]
