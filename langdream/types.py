@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
 
 from langdream.namespace import Namespace, format_namespace, parse_namespace
 
@@ -26,6 +26,10 @@ def to_epoch(value: datetime) -> float:
 
 def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, timezone.utc)
+
+
+# A namespace in every model: parsed from a tuple, a list or an "a/b" string, written as a list.
+NamespaceField = Annotated[Namespace, BeforeValidator(parse_namespace), PlainSerializer(list, return_type=list[str])]
 
 
 class _Model(BaseModel):
@@ -70,7 +74,7 @@ class Episode(_Model):
     """One recorded agent run."""
 
     id: str
-    namespace: Namespace
+    namespace: NamespaceField
     task: str
     messages: list[Message] = Field(default_factory=list)
     final_answer: str | None = None
@@ -84,19 +88,10 @@ class Episode(_Model):
     revision: int = 0
     consolidated_by: str | None = None
 
-    @field_validator("namespace", mode="before")
-    @classmethod
-    def _namespace(cls, value: Any) -> Namespace:
-        return parse_namespace(value)
-
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return as_utc(value)
-
-    @field_serializer("namespace")
-    def _namespace_out(self, value: Namespace) -> list[str]:
-        return list(value)
 
 
 class InsightStatus(str, enum.Enum):
@@ -122,7 +117,7 @@ class Insight(_Model):
     """A generalized lesson with its provenance."""
 
     id: str
-    namespace: Namespace
+    namespace: NamespaceField
     text: str
     applies_when: str = ""
     status: InsightStatus
@@ -141,15 +136,6 @@ class Insight(_Model):
     stats: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-
-    @field_validator("namespace", mode="before")
-    @classmethod
-    def _namespace(cls, value: Any) -> Namespace:
-        return parse_namespace(value)
-
-    @field_serializer("namespace")
-    def _namespace_out(self, value: Namespace) -> list[str]:
-        return list(value)
 
     def display_text(self) -> str:
         suffix = " [extractive]" if self.origin is InsightOrigin.EXTRACTIVE else ""
@@ -189,7 +175,7 @@ class InsightVersion(_Model):
 class DreamReport(_Model):
     """What one dream pass over one namespace did."""
 
-    namespace: Namespace
+    namespace: NamespaceField
     job_id: str | None = None
     episodes: int = 0
     clusters: int = 0
@@ -207,10 +193,6 @@ class DreamReport(_Model):
     seconds: float = 0.0
     stage_seconds: dict[str, float] = Field(default_factory=dict)
     insight_ids: list[str] = Field(default_factory=list, description="insights this dream changed")
-
-    @field_serializer("namespace")
-    def _namespace_out(self, value: Namespace) -> list[str]:
-        return list(value)
 
     def summary(self) -> str:
         where = format_namespace(self.namespace)
@@ -235,14 +217,10 @@ class Recall(_Model):
     """What a run is told: the chosen insights and the exact text shown to the model."""
 
     task: str
-    namespace: Namespace
+    namespace: NamespaceField
     insights: list[RecalledInsight] = Field(default_factory=list)
     text: str = ""
     tokens: int = 0
-
-    @field_serializer("namespace")
-    def _namespace_out(self, value: Namespace) -> list[str]:
-        return list(value)
 
     @property
     def insight_ids(self) -> list[str]:
@@ -252,14 +230,10 @@ class Recall(_Model):
 class NamespaceStats(_Model):
     """Counts for one namespace: episodes, episodes waiting for a dream, insights by status."""
 
-    namespace: Namespace
+    namespace: NamespaceField
     episodes: int = 0
     pending: int = 0
     insights: dict[str, int] = Field(default_factory=dict)
-
-    @field_serializer("namespace")
-    def _namespace_out(self, value: Namespace) -> list[str]:
-        return list(value)
 
 
 class DreamJob(_Model):
@@ -271,7 +245,7 @@ class DreamJob(_Model):
     """
 
     id: str
-    namespace: Namespace
+    namespace: NamespaceField
     status: Literal["open", "done", "abandoned"] = "open"
     episodes: list[tuple[str, int]] = Field(default_factory=list)
     clusters: list[list[str]] = Field(default_factory=list)
@@ -281,12 +255,3 @@ class DreamJob(_Model):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     report: DreamReport | None = None
-
-    @field_validator("namespace", mode="before")
-    @classmethod
-    def _namespace(cls, value: Any) -> Namespace:
-        return parse_namespace(value)
-
-    @field_serializer("namespace")
-    def _namespace_out(self, value: Namespace) -> list[str]:
-        return list(value)
