@@ -333,7 +333,7 @@ async def _astream(
         runner.failed("record the run", exc)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dreaming_class(cls: type) -> type:
     """``cls`` plus recall-before / record-after. A single-base subclass: an instance of ``cls``
     can switch to it, and ``Pregel.copy()`` rebuilds it through its ``__init__``."""
@@ -369,7 +369,7 @@ def _wrap_compiled(graph: Pregel, options: DreamingOptions) -> Pregel:
     return dreaming_graph
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dreaming_builder_class(cls: type) -> type:
     klass: type = type(f"Dreaming{cls.__name__}", (cls,), {"__module__": __name__, "__doc__": cls.__doc__})
 

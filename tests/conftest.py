@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 
 from langdream import DreamMemory, Embedder, Episode
 from langdream.demo import sample_lines
+
+# The project's shared real data (../shared/data from the repository root); tests that need it
+# skip where it is absent. LANGDREAM_SHARED_DATA points elsewhere.
+SHARED_DATA = Path(os.environ.get("LANGDREAM_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

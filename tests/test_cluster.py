@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from sklearn.metrics import adjusted_rand_score, v_measure_score
 
 from langdream.cluster import NOISE, ClusterResult, cluster
 from langdream.cluster.cpu import pairwise_bytes
+from tests.conftest import SHARED_DATA
 
-CLINC150 = Path("/work/shared/data/clinc150/data_full.json")
+CLINC150 = SHARED_DATA / "clinc150" / "data_full.json"
 
 
 def groups(sizes: list[int], *, dim: int = 384, noise: float = 0.6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

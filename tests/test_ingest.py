@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_jsonl
+from tests.conftest import write_jsonl
 from langdream import Episode
 from langdream.cli import app
 from langdream.errors import IngestError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from langdream import ConfigError, DreamMemory, Embedder, EmbeddingError, Settings
+from langdream import ConfigError, Embedder, EmbeddingError, Settings
 from langdream.embed import bundled_model_path
 from langdream.memory import SETTINGS_FILE
 from tests.conftest import write_jsonl
