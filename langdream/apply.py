@@ -66,6 +66,8 @@ class InsightBook:
     vectors: dict[str, np.ndarray]
     changes: list[_Change] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # (thread id, task) of evidence episodes, looked up once per dream.
+    _provenance: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -77,14 +79,17 @@ class InsightBook:
 
     def _spread(self, evidence: list[str]) -> tuple[int, int]:
         """Distinct threads and distinct tasks among the evidence."""
-        known = {e: (self.context.episodes[e].thread_id, self.context.episodes[e].task)
-                 for e in evidence if e in self.context.episodes}
+        known, episodes = self._provenance, self.context.episodes
+        for e in evidence:
+            if e not in known and e in episodes:
+                known[e] = (episodes[e].thread_id, episodes[e].task)
         unknown = [e for e in evidence if e not in known]
         if unknown:
             known.update(self.context.provenance_of(unknown))
+        cited = [(e, known[e]) for e in evidence if e in known]
         # An episode without a thread id is its own session.
-        threads = {thread or f"episode:{e}" for e, (thread, _) in known.items()}
-        tasks = {" ".join(task.lower().split()) for thread, task in known.values()}
+        threads = {thread or f"episode:{e}" for e, (thread, _) in cited}
+        tasks = {" ".join(task.lower().split()) for _, (_, task) in cited}
         return len(threads), len(tasks)
 
     def _settle(self, insight: Insight) -> Insight:
@@ -124,6 +129,9 @@ class InsightBook:
         )
 
     def _record(self, insight: Insight, action: InsightAction) -> None:
+        previous = self.insights.get(insight.id)
+        if previous is not None and (previous.text, previous.applies_when) != (insight.text, insight.applies_when):
+            self.vectors.pop(insight.id, None)  # reworded: its vector must be embedded again
         self.insights[insight.id] = insight
         self.changes.append(_Change(insight, action))
         if insight.status is InsightStatus.RETIRED:

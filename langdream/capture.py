@@ -109,7 +109,7 @@ def remove_recall_message() -> RemoveMessage:
     return RemoveMessage(id=RECALL_MESSAGE_ID)
 
 
-def task_from_input(spec: str | Callable[[Any], str] | None, input: Any, mode: RecallMode, messages_key: str) -> str:
+def task_from_input(spec: str | Callable[[Any], str] | None, input: Any, messages_key: str) -> str:
     """The task text of a run's input, by the user's spec or by convention."""
     if callable(spec):
         return str(spec(input))

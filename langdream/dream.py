@@ -306,8 +306,9 @@ class Dreamer:
                 book.apply(op, view.index, position, candidate_vectors.get(id(op)))
             progress("apply", done, len(screened))
         final = {ch.insight.id: ch.insight for ch in book.changes}
-        final_vectors = dict(zip(final, self._text_vectors([(i.text, i.applies_when) for i in final.values()])))
-        writes = book.writes(lambda insight: final_vectors.get(insight.id))
+        reworded = [i for i in final.values() if i.id not in book.vectors]
+        fresh = dict(zip((i.id for i in reworded), self._text_vectors([(i.text, i.applies_when) for i in reworded])))
+        writes = book.writes(lambda insight: book.vectors.get(insight.id, fresh.get(insight.id)))
         counts = book.counts
         report = DreamReport(
             namespace=job.namespace,

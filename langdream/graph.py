@@ -113,8 +113,6 @@ class _RunObserver(GraphCallbackHandler):
 class _Run:
     """One run of a dreaming graph: what was prepared before it and observed during it."""
 
-    options: DreamingOptions
-    mode: RecallMode
     namespace: Namespace
     input: Any
     config: RunnableConfig
@@ -164,10 +162,10 @@ class _Runner:
         config = merge_configs(config, {"callbacks": [observer]})
         config["run_id"] = run_id
         namespace = resolve_namespace(self.options.namespace, config)
-        run = _Run(self.options, self.mode, namespace, input, config, observer)
+        run = _Run(namespace, input, config, observer)
         if input is None or not isinstance(input, (Mapping, str)):
             return run  # resuming (None / Command): the task is read from the final state
-        run.task = task_from_input(self.options.task, input, self.mode, self.options.messages_key)
+        run.task = task_from_input(self.options.task, input, self.options.messages_key)
         if self.mode == "messages" and isinstance(input, Mapping) and self.options.messages_key in input:
             messages = normalise_messages(input[self.options.messages_key])
             human = [m for m in messages if m.type == "human"]
@@ -178,23 +176,23 @@ class _Runner:
     def inject(self, run: _Run, recall: Recall, thread_has_recall: bool) -> None:
         run.recall = recall
         key = self.options.messages_key
-        if run.mode == "messages" and isinstance(run.input, Mapping) and key in run.input:
+        if self.mode == "messages" and isinstance(run.input, Mapping) and key in run.input:
             messages = list(run.input[key])
             if recall.text:
                 run.input = {**run.input, key: [recall_message(recall.text), *messages]}
             elif thread_has_recall:
                 # Nothing to recall this turn: take the last turn's lessons out of the thread.
                 run.input = {**run.input, key: [remove_recall_message(), *messages]}
-        elif run.mode == "state" and isinstance(run.input, Mapping):
+        elif self.mode == "state" and isinstance(run.input, Mapping):
             run.input = {**run.input, self.options.recall_key: recall.text}
 
     def wants_recall(self, run: _Run) -> bool:
-        return run.mode != "off" and run.task is not None
+        return self.mode != "off" and run.task is not None
 
     def wants_thread_check(self, run: _Run, recall: Recall) -> bool:
         configurable = run.config.get("configurable") or {}
         return (
-            run.mode == "messages"
+            self.mode == "messages"
             and not recall.text
             and isinstance(self.graph.checkpointer, BaseCheckpointSaver)
             and configurable.get("thread_id") is not None
@@ -212,7 +210,7 @@ class _Runner:
             return None
         state = observer.output
         key = self.options.messages_key
-        if run.mode == "messages" or (isinstance(state, Mapping) and key in state):
+        if self.mode == "messages" or (isinstance(state, Mapping) and key in state):
             final_messages = state.get(key, []) if isinstance(state, Mapping) else []
             trajectory = message_trajectory(final_messages, run.task_message_id)
             task = run.task
