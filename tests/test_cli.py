@@ -67,16 +67,22 @@ def test_episodes_list_and_show(home):
     assert {"role": "user", "content": shown["task"]} in [{k: m[k] for k in ("role", "content")} for m in shown["messages"]]
 
 
-def test_recall_prints_the_exact_text_a_run_receives(home, hotpotqa_records):
-    task = "Who was born first, Serena Williams or Venus Williams?"
+def test_recall_prints_the_exact_text_a_run_receives(home):
+    # A task whose own runs taught an active insight: recall must bring that insight back.
+    code, out, _ = cli(home, "insights", "list", "--json")
+    taught = json.loads(out)[0]
+    code, out, _ = cli(home, "episodes", "show", taught["evidence"][0], "--json")
+    task = json.loads(out)["task"]
+
     code, out, _ = cli(home, "recall", task, "--namespace", "hotpotqa", "--json")
     recall = json.loads(out)
     assert code == 0 and recall["task"] == task
+    assert taught["id"] in [r["insight"]["id"] for r in recall["insights"]] and recall["tokens"] > 0
     code, plain, _ = cli(home, "recall", task, "--namespace", "hotpotqa")
-    if recall["insights"]:
-        assert recall["text"].splitlines()[0] in plain
+    assert code == 0 and recall["text"].splitlines()[0] in plain
+    assert all(r["insight"]["id"] in plain for r in recall["insights"])
     code, out, _ = cli(home, "recall", task, "--namespace", "hotpotqa", "--k", "1", "--json")
-    assert len(json.loads(out)["insights"]) <= 1
+    assert len(json.loads(out)["insights"]) == 1
 
 
 def test_errors_say_what_to_fix_and_exit_1(home, tmp_path):
