@@ -112,10 +112,13 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int | No
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int | None) -> None:
-            # total None: not known in advance (a file being read); the bar shows a count.
+            # total None: not known in advance (a file being read), the bar shows a count;
+            # total 0: nothing to do in this stage, shown as complete.
+            if total == 0:
+                done, total = 1, 1
             if stage not in tasks:
                 tasks[stage] = bars.add_task(_STAGES.get(stage, stage), total=total)
-            bars.update(tasks[stage], completed=done if total != 0 else 1, total=total if total != 0 else 1)
+            bars.update(tasks[stage], completed=done, total=total)
 
         yield update
 

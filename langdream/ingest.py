@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langdream.errors import IngestError, LangDreamError
 from langdream.namespace import Namespace, namespace_key, parse_namespace
-from langdream.types import Episode, Message, Outcome, as_utc
+from langdream.types import Episode, Message, Outcome
 
 
 class LineError(BaseModel):
@@ -65,7 +65,7 @@ def _describe(error: ValidationError) -> str:
 
 def to_episode(record: EpisodeRecord, default_namespace: Namespace, raw: str) -> Episode:
     namespace = parse_namespace(record.namespace) if record.namespace is not None else default_namespace
-    created = as_utc(record.created_at or datetime.now(timezone.utc))
+    created = record.created_at or datetime.now(timezone.utc)  # naive: the Episode model reads it as UTC
     # Derived from the line and its namespace: the same file imported into two namespaces is
     # stored in both, and imported twice into one is stored once.
     derived = hashlib.sha256(f"{namespace_key(namespace)}\n{raw}".encode()).hexdigest()[:24]
