@@ -370,8 +370,33 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report 
             out.print(f"  {key}: {value}", markup=False)
 
 
-def main() -> None:
-    app()
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Smaller sizes and fewer repeats (a few minutes; what CI runs)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results document to this file."),
+    section: Optional[list[str]] = typer.Option(
+        None, "--section", help="Run only this section (repeatable): recall, embedding, clustering, incremental, fanout, stores."
+    ),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Folder with clinc150/ and banking77/ (default $LANGDREAM_SHARED_DATA or ../shared/data)."
+    ),
+) -> None:
+    """Measure speed, memory and quality against peers in the same run; print a table, write JSON."""
+    from langdream.bench import run_bench
+
+    document = run_bench(
+        quick=quick, sections=section, json_out=json_out, data_dir=data, log=lambda line: err.print(line, markup=False)
+    )
+    out.print(document["table"], markup=False, highlight=False)
+    missed = [t for t in document["targets"] if not t["met"]]
+    verdict = "all targets met" if not missed else f"{len(missed)} target(s) missed"
+    out.print(f"{verdict}; {document['seconds']}s" + (f"; results in {json_out}" if json_out else ""), markup=False)
+    if missed:
+        raise typer.Exit(2)
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    app(args=args)
 
 
 if __name__ == "__main__":

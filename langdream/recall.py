@@ -37,6 +37,7 @@ def learned_nearby(
     namespace: Namespace,
     neighbours: int,
     statuses: Sequence[InsightStatus],
+    limit: int | None = None,
 ) -> dict[str, float]:
     """Insights learned from the past episodes nearest to ``vector``, each with its best similarity.
 
@@ -46,10 +47,14 @@ def learned_nearby(
     if neighbours <= 0:
         return {}
     near = {hit.id: hit.similarity for hit in index.query_episodes(vector, namespace, neighbours)}
-    return {
+    learned = {
         insight_id: max(near[e] for e in cited)
         for insight_id, cited in ledger.insights_citing(list(near), statuses).items()
     }
+    if limit is None or len(learned) <= limit:
+        return learned
+    # Busy episodes can be cited by many insights; only the best few can be shown anyway.
+    return dict(sorted(learned.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
 
 def freshness(updated_at: datetime, now: datetime, half_life_days: float) -> float:
@@ -99,7 +104,7 @@ class Recaller:
         k = k or s.recall_k
         budget = token_budget or s.recall_token_budget
         empty = Recall(task=task, namespace=namespace)
-        if not task.strip() or self.ledger.count_insights(namespace, InsightStatus.ACTIVE) == 0:
+        if not task.strip() or not self.ledger.has_insights(namespace, InsightStatus.ACTIVE):
             return empty
         if not self._model_checked:
             check_embedding_model(self.ledger, self.embedder)
@@ -109,7 +114,7 @@ class Recaller:
         # the runs the insight was learned from, whichever is higher.
         hits = {h.id: h.similarity for h in self.index.query_insights(vector, namespace, k * _OVERFETCH)}
         learned = learned_nearby(
-            self.index, self.ledger, vector, namespace, s.recall_neighbours, [InsightStatus.ACTIVE]
+            self.index, self.ledger, vector, namespace, s.recall_neighbours, [InsightStatus.ACTIVE], k * _OVERFETCH
         )
         for insight_id, similarity in learned.items():
             hits[insight_id] = max(similarity, hits.get(insight_id, -1.0))

@@ -7,9 +7,11 @@ insights out of the reflection prompt, and answers with whatever ``responder`` r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +110,7 @@ class FakeReflectionModel(BaseChatModel):
 
     responder: Callable[[ReflectionPrompt], Any] = Field(default=contrast_responder)
     model: str = "fake-reflection"
+    latency: float = Field(default=0.0, ge=0.0, description="seconds each answer takes, like a provider's")
     _prompts: list[ReflectionPrompt] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -130,6 +133,22 @@ class FakeReflectionModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.latency:
+            time.sleep(self.latency)
+        return self._answer(messages, **kwargs)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._answer(messages, **kwargs)
+
+    def _answer(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
         prompt = parse_prompt(messages)
         with self._lock:
             self._prompts.append(prompt)

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from langdream.namespace import Namespace, format_namespace, parse_namespace
 
@@ -186,6 +186,12 @@ class DreamReport(_Model):
     downvoted: int = 0
     retired: int = 0
     quarantined: int = Field(default=0, description="insights this dream changed that wait in quarantine")
+    joined: int = Field(default=0, description="new episodes that joined clusters of earlier dreams")
+    waiting: int = Field(default=0, description="episodes that joined a cluster but wait for more company")
+    deferred: int = Field(default=0, description="clusters left for a later dream by the token budget")
+    llm_calls: int = 0
+    tokens_in: int = Field(default=0, description="prompt tokens sent to the reflector (tiktoken)")
+    tokens_out: int = Field(default=0, description="tokens the reflector answered with (tiktoken)")
     resumed: bool = False
     skipped: str | None = Field(default=None, description="why nothing was done, when nothing was")
     model_id: str = ""
@@ -236,6 +242,11 @@ class NamespaceStats(_Model):
     insights: dict[str, int] = Field(default_factory=dict)
 
 
+def new_cluster_id(job_id: str, number: int) -> str:
+    """The id of a lasting cluster first formed as cluster ``number`` of dream ``job_id``."""
+    return f"cl_{job_id.removeprefix('dj_')}_{number}"
+
+
 class DreamJob(_Model):
     """The journal entry of one dream over one namespace.
 
@@ -249,9 +260,20 @@ class DreamJob(_Model):
     status: Literal["open", "done", "abandoned"] = "open"
     episodes: list[tuple[str, int]] = Field(default_factory=list)
     clusters: list[list[str]] = Field(default_factory=list)
+    # The lasting cluster each entry of ``clusters`` reflects on: an existing one that new
+    # episodes joined (its entry also lists some earlier members for context) or a new one.
+    cluster_ids: list[str] = Field(default_factory=list)
     noise: list[str] = Field(default_factory=list)
     prompt_version: str = ""
     model_id: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     report: DreamReport | None = None
+
+    @model_validator(mode="after")
+    def _one_id_per_cluster(self) -> DreamJob:
+        if not self.cluster_ids:
+            self.cluster_ids = [new_cluster_id(self.id, n) for n in range(len(self.clusters))]
+        elif len(self.cluster_ids) != len(self.clusters):
+            raise ValueError("a dream job needs one cluster id per cluster")
+        return self

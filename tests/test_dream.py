@@ -157,9 +157,9 @@ def test_an_apply_that_lost_a_race_writes_nothing(memory, sample, tmp_path, monk
     first = sample[0]["id"]
     real_commit = memory.ledger.commit_dream
 
-    def feedback_arrives_first(job_id, writes, consolidated, report):
+    def feedback_arrives_first(job_id, writes, consolidated, report, clusters):
         memory.feedback(first, success=False)  # the episode's revision changes under the dream
-        return real_commit(job_id, writes, consolidated, report)
+        return real_commit(job_id, writes, consolidated, report, clusters)
 
     monkeypatch.setattr(memory.ledger, "commit_dream", feedback_arrives_first)
     (report,) = memory.dream("hotpotqa")

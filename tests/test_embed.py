@@ -17,7 +17,7 @@ import pytest
 
 import langdream._device as device_module
 from langdream._device import resolve_device
-from langdream.config import DEFAULT_GPU_MIN_ITEMS, DEVICE_ENV
+from langdream.config import DEFAULT_EMBED_BATCH_SIZE, DEFAULT_GPU_MIN_ITEMS, DEVICE_ENV
 from langdream.embed import BUNDLED_MODEL_ID, Embedder, bundled_model_path
 from langdream.errors import ConfigError, DeviceError, EmbeddingError
 
@@ -81,7 +81,7 @@ def test_bundled_model_loads_offline_with_no_network(tmp_path):
     )
     env.pop(DEVICE_ENV, None)
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -96,6 +96,8 @@ def test_bundled_model_loads_offline_with_no_network(tmp_path):
 
 def test_embedder_defaults(embedder):
     assert embedder.model_id == BUNDLED_MODEL_ID
+    assert embedder.backend == "auto"
+    assert embedder.batch_size == DEFAULT_EMBED_BATCH_SIZE
     assert embedder.loaded
     assert embedder.dimension == DIM
     assert embedder.device == "cpu" or embedder.device.startswith("cuda")
@@ -122,16 +124,17 @@ def test_embed_is_deterministic_and_order_independent(embedder):
 
 
 def test_duplicates_give_identical_rows_and_are_embedded_once(embedder, monkeypatch):
-    model = embedder._load()
+    texts = ["book a flight", "cancel my order", "book a flight", "book a flight", "cancel my order", "hi"]
+    # The encoder that embeds three (distinct) texts: the one the call below must use.
+    encoder = embedder._encoder(3)
     seen: list[list[str]] = []
-    original = model.encode
+    original = encoder.encode
 
     def spy(sentences, *args, **kwargs):
         seen.append(list(sentences))
         return original(sentences, *args, **kwargs)
 
-    monkeypatch.setattr(model, "encode", spy)
-    texts = ["book a flight", "cancel my order", "book a flight", "book a flight", "cancel my order", "hi"]
+    monkeypatch.setattr(encoder, "encode", spy)
     vectors = embedder.embed(texts)
     assert vectors.shape == (6, DIM)
     assert vectors.dtype == np.float32
@@ -189,23 +192,37 @@ async def test_aembed_matches_embed(embedder):
     assert np.allclose(await embedder.aembed(texts), embedder.embed(texts), atol=1e-6)
 
 
-def test_nonexistent_model_path_gives_embedding_error(tmp_path):
+@pytest.mark.parametrize("backend", ["auto", "torch", "onnx", "onnx-int8"])
+def test_nonexistent_model_path_gives_embedding_error(tmp_path, backend):
     missing = tmp_path / "no" / "such" / "model"
-    embedder = Embedder(str(missing), device="cpu")
+    embedder = Embedder(str(missing), device="cpu", backend=backend, cache_dir=tmp_path / "cache")
     assert not embedder.loaded
     with pytest.raises(EmbeddingError) as info:
         embedder.embed(["hello"])
     assert str(missing) in info.value.message
     assert info.value.hint
-    assert "bundled" in info.value.hint
+    if backend == "torch":
+        assert "bundled" in info.value.hint
+    else:
+        # The ONNX backends need a local model directory; the hint names the way out.
+        assert "torch" in info.value.hint
     assert not embedder.loaded
+    # Nothing was exported into the cache.
+    assert not (tmp_path / "cache" / "onnx").exists() or not any((tmp_path / "cache" / "onnx").iterdir())
 
 
-def test_directory_that_is_not_a_model_gives_embedding_error(tmp_path):
+@pytest.mark.parametrize("backend", ["auto", "torch", "onnx"])
+def test_directory_that_is_not_a_model_gives_embedding_error(tmp_path, backend):
     (tmp_path / "empty-model").mkdir()
+    embedder = Embedder(str(tmp_path / "empty-model"), device="cpu", backend=backend, cache_dir=tmp_path / "cache")
     with pytest.raises(EmbeddingError) as info:
-        Embedder(str(tmp_path / "empty-model"), device="cpu").embed(["hello"])
+        embedder.embed(["hello"])
+    assert "empty-model" in info.value.message
     assert info.value.hint
+    assert not embedder.loaded
+    # A failed export leaves no half-written directory behind for the next attempt to trust.
+    leftovers = list((tmp_path / "cache").rglob("*")) if (tmp_path / "cache").exists() else []
+    assert not [p for p in leftovers if p.name == "langdream.json" or p.name.startswith(".export-")]
 
 
 def test_embedder_is_lazy():

@@ -27,7 +27,7 @@ def unit(rows: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
 
 def test_collections_have_no_embedding_function(index):
     for name in (INSIGHTS, EPISODES):
-        collection = index._collection(name)
+        collection = index._collection(name, ("ns",))
         assert collection.configuration_json.get("embedding_function") is None
         assert collection._embedding_function is None
         assert collection.configuration_json["hnsw"]["space"] == "cosine"
@@ -39,7 +39,7 @@ def test_no_embedding_function_after_reopen(tmp_path):
     first.close()
     second = ChromaIndex(tmp_path / "chroma")
     try:
-        collection = second._collection(INSIGHTS)
+        collection = second._collection(INSIGHTS, ("ns",))
         assert collection.configuration_json.get("embedding_function") is None
         assert collection._embedding_function is None
         assert second.insight_ids() == {"a"}
@@ -59,8 +59,11 @@ def test_index_operations_never_use_chromas_default_embedding_function(tmp_path,
     def refuse(*args, **kwargs):
         raise AssertionError("chroma tried to embed text or reach the network")
 
-    monkeypatch.setattr(DefaultEmbeddingFunction, "__call__", refuse)
-    monkeypatch.setattr(ONNXMiniLM_L6_V2, "__call__", refuse)
+    def refuse_to_embed(self, input):  # chroma checks an embedding function's signature
+        raise AssertionError("chroma tried to embed text")
+
+    monkeypatch.setattr(DefaultEmbeddingFunction, "__call__", refuse_to_embed)
+    monkeypatch.setattr(ONNXMiniLM_L6_V2, "__call__", refuse_to_embed)
     monkeypatch.setattr(ONNXMiniLM_L6_V2, "_download_model_if_not_exists", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
@@ -71,8 +74,8 @@ def test_index_operations_never_use_chromas_default_embedding_function(tmp_path,
         index.upsert_episodes(["x", "y", "z"], vectors[3:], [("ns",)] * 3)
         assert [h.id for h in index.query_insights(vectors[0], ("ns",), n=1)] == ["a"]
         assert [h.id for h in index.query_episodes(vectors[4], ("ns",), n=1)] == ["y"]
-        assert set(index.episode_vectors(["x", "y"])) == {"x", "y"}
-        index.delete_insights(["b"])
+        assert set(index.episode_vectors(["x", "y"], ("ns",))) == {"x", "y"}
+        index.delete_insights(["b"], [("ns",)])
         assert index.insight_ids() == {"a", "c"}
         index.reset()
         index.upsert_insights(["d"], vectors[:1], [("ns",)])
@@ -133,10 +136,10 @@ def test_query_episodes_is_filtered_to_the_exact_namespace(index):
 def test_delete_insights(index):
     vectors = unit(4, seed=5)
     index.upsert_insights(["a", "b", "c", "d"], vectors, [("ns",)] * 4)
-    index.delete_insights(["b", "d", "never-existed"])
+    index.delete_insights(["b", "d", "never-existed"], [("ns",)] * 3)
     assert index.insight_ids() == {"a", "c"}
     assert {h.id for h in index.query_insights(vectors[1], ("ns",), n=10)} == {"a", "c"}
-    index.delete_insights([])
+    index.delete_insights([], [])
     assert index.insight_ids() == {"a", "c"}
 
 
@@ -145,13 +148,13 @@ def test_episode_vectors_round_trip(index):
     ids = [f"ep-{i}" for i in range(10)]
     index.upsert_episodes(ids, vectors, [("ns",)] * 10)
     assert index.episode_count() == 10
-    got = index.episode_vectors(ids[::-1] + ["missing"])
+    got = index.episode_vectors(ids[::-1] + ["missing"], ("ns",))
     assert set(got) == set(ids)
     for i, episode_id in enumerate(ids):
         assert got[episode_id].dtype == np.float32
         assert got[episode_id].shape == (384,)
         assert np.allclose(got[episode_id], vectors[i], atol=1e-6)
-    assert index.episode_vectors([]) == {}
+    assert index.episode_vectors([], ("ns",)) == {}
     # Episodes and insights are separate collections.
     assert index.insight_ids() == set()
 
@@ -168,7 +171,7 @@ def test_batching_stores_everything(index, monkeypatch):
     assert index.max_batch_size == 7
     calls: list[int] = []
     for name in (INSIGHTS, EPISODES):
-        collection = index._collection(name)
+        collection = index._collection(name, ("ns",))
         original = collection.upsert
 
         def counted(*args, _original=original, **kwargs):
@@ -187,11 +190,11 @@ def test_batching_stores_everything(index, monkeypatch):
     index.upsert_episodes(ids, vectors, [("ns",)] * 50)
     assert index.episode_count() == 50
     assert calls == [7] * 7 + [1]
-    got = index.episode_vectors(ids)  # read back in batches of 7 too
+    got = index.episode_vectors(ids, ("ns",))  # read back in batches of 7 too
     assert set(got) == set(ids)
     assert all(np.allclose(got[i], vectors[n], atol=1e-6) for n, i in enumerate(ids))
 
-    index.delete_insights(ids[:30])  # deletes in batches as well
+    index.delete_insights(ids[:30], [("ns",)] * 30)  # deletes in batches as well
     assert index.insight_ids() == set(ids[30:])
 
 
@@ -203,7 +206,7 @@ def test_reset_empties_both_collections_and_they_are_usable_again(index):
     assert index.insight_ids() == set()
     assert index.episode_count() == 0
     assert index.query_insights(vectors[0], ("ns",), n=3) == []
-    assert index._collection(INSIGHTS).configuration_json.get("embedding_function") is None
+    assert index._collection(INSIGHTS, ("ns",)).configuration_json.get("embedding_function") is None
 
     index.upsert_insights(["new"], vectors[:1], [("ns",)])
     index.upsert_episodes(["e-new"], vectors[1:2], [("ns",)])
@@ -241,7 +244,7 @@ def test_index_persists_across_close(tmp_path):
     second = ChromaIndex(path)
     try:
         assert second.episode_count() == 3
-        assert np.allclose(second.episode_vectors(["e2"])["e2"], vectors[1], atol=1e-6)
+        assert np.allclose(second.episode_vectors(["e2"], ("ns",))["e2"], vectors[1], atol=1e-6)
     finally:
         second.close()
 

@@ -223,6 +223,9 @@ def test_insight_listing_is_namespace_exact(ledger):
     assert ledger.list_insights(("u1", "x")) == []
     assert ledger.count_insights(("u1",), InsightStatus.ACTIVE) == 1
     assert ledger.count_insights(("u1",), InsightStatus.RETIRED) == 0
+    assert ledger.has_insights(("u1",), InsightStatus.ACTIVE)
+    assert not ledger.has_insights(("u1",), InsightStatus.RETIRED)
+    assert not ledger.has_insights(("u1", "x"), InsightStatus.ACTIVE)
 
 
 # -- outcomes -------------------------------------------------------------------------------------

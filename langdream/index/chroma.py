@@ -3,12 +3,17 @@
 The ledger is the source of truth; this index only speeds up similarity search and can be
 rebuilt from the ledger at any time (``langdream reindex``). Embeddings are always passed in
 explicitly (chroma's own default embedding function downloads a model, so collections are
-created with ``embedding_function=None``), ids are the ledger's ids, and every record carries
-its exact namespace key so a query never crosses namespaces.
+created with ``embedding_function=None``) and ids are the ledger's ids.
+
+Each namespace has its own pair of collections, named by a hash of its exact key. A query then
+never crosses namespaces by construction, and it needs no metadata filter: chroma pre-filters a
+``where`` clause through its metadata table, which at 100k records made one query ~300 ms
+instead of ~1.5 ms.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -23,8 +28,22 @@ from langdream.namespace import Namespace, namespace_key
 
 logger = logging.getLogger("langdream.index")
 
-INSIGHTS = "langdream_insights"
-EPISODES = "langdream_episodes"
+INSIGHTS = "ldi"
+EPISODES = "lde"
+_KINDS = (INSIGHTS, EPISODES)
+
+
+def collection_name(kind: str, namespace: Namespace) -> str:
+    """``ldi_<hash>`` / ``lde_<hash>``: chroma names allow only 3-512 characters of [a-zA-Z0-9._-]."""
+    return f"{kind}_{hashlib.sha256(namespace_key(namespace).encode()).hexdigest()[:32]}"
+
+
+def _group_by_namespace(namespaces: Sequence[Namespace]) -> list[tuple[Namespace, list[int]]]:
+    """Row numbers per namespace, in first-seen order."""
+    groups: dict[str, tuple[Namespace, list[int]]] = {}
+    for row, namespace in enumerate(namespaces):
+        groups.setdefault(namespace_key(namespace), (namespace, []))[1].append(row)
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,8 @@ class ChromaIndex:
                         ) from exc
         return self._client
 
-    def _collection(self, name: str):
+    def _collection(self, kind: str, namespace: Namespace):
+        name = collection_name(kind, namespace)
         collection = self._collections.get(name)
         if collection is None:
             client = self._client_or_open()
@@ -69,71 +89,85 @@ class ChromaIndex:
                 collection = self._collections.get(name)
                 if collection is None:
                     collection = client.get_or_create_collection(
-                        name, embedding_function=None, metadata={"hnsw:space": "cosine"}
+                        name,
+                        embedding_function=None,
+                        metadata={"hnsw:space": "cosine", "ns": namespace_key(namespace)},
                     )
                     self._collections[name] = collection
         return collection
+
+    def _collections_of(self, kind: str) -> list[Any]:
+        """Every namespace's collection of ``kind`` (insights or episodes)."""
+        client = self._client_or_open()
+        found = []
+        for listed in client.list_collections():
+            if listed.name.startswith(f"{kind}_"):
+                cached = self._collections.get(listed.name)
+                found.append(cached if cached is not None else listed)
+        return found
 
     @property
     def max_batch_size(self) -> int:
         return int(self._client_or_open().get_max_batch_size())
 
-    def _upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict]) -> None:
+    def _upsert(self, kind: str, ids: Sequence[str], vectors: np.ndarray, namespaces: Sequence[Namespace]) -> None:
         if not ids:
             return
-        collection = self._collection(name)
+        vectors = np.asarray(vectors, dtype=np.float32)
         step = self.max_batch_size
-        for start in range(0, len(ids), step):
-            end = start + step
-            collection.upsert(
-                ids=list(ids[start:end]),
-                embeddings=np.asarray(vectors[start:end], dtype=np.float32),
-                metadatas=list(metadatas[start:end]),
-            )
+        for namespace, rows in _group_by_namespace(namespaces):
+            collection = self._collection(kind, namespace)
+            for start in range(0, len(rows), step):
+                chunk = rows[start : start + step]
+                collection.upsert(ids=[ids[r] for r in chunk], embeddings=vectors[chunk])
 
-    def _delete(self, name: str, ids: Sequence[str]) -> None:
-        if not ids:
-            return
-        collection = self._collection(name)
+    def _delete(self, kind: str, ids: Sequence[str], namespaces: Sequence[Namespace]) -> None:
+        """Delete ``ids`` (each of its namespace); deleting an id that is not there is not an error."""
         step = self.max_batch_size
-        for start in range(0, len(ids), step):
-            collection.delete(ids=list(ids[start : start + step]))
+        for namespace, rows in _group_by_namespace(namespaces):
+            collection = self._collection(kind, namespace)
+            for start in range(0, len(rows), step):
+                collection.delete(ids=[ids[r] for r in rows[start : start + step]])
 
-    def _query(self, name: str, vector: np.ndarray, namespace: Namespace, n: int) -> list[IndexHit]:
-        collection = self._collection(name)
+    def _query(self, kind: str, vector: np.ndarray, namespace: Namespace, n: int) -> list[IndexHit]:
+        collection = self._collection(kind, namespace)
         result = collection.query(
-            query_embeddings=np.asarray([vector], dtype=np.float32),
-            n_results=n,
-            where={"ns": namespace_key(namespace)},
-            include=["distances"],
+            query_embeddings=np.asarray([vector], dtype=np.float32), n_results=n, include=["distances"]
         )
         ids, distances = result["ids"][0], result["distances"][0]
         # chroma's cosine space returns 1 - cosine similarity.
         return [IndexHit(i, 1.0 - float(d)) for i, d in zip(ids, distances)]
 
+    def _all_ids(self, kind: str) -> set[str]:
+        ids: set[str] = set()
+        for collection in self._collections_of(kind):
+            ids.update(collection.get(include=[])["ids"])
+        return ids
+
     # -- insights ----------------------------------------------------------------------------
 
     def upsert_insights(self, ids: Sequence[str], vectors: np.ndarray, namespaces: Sequence[Namespace]) -> None:
-        self._upsert(INSIGHTS, ids, vectors, [{"ns": namespace_key(ns)} for ns in namespaces])
+        self._upsert(INSIGHTS, ids, vectors, namespaces)
 
-    def delete_insights(self, ids: Sequence[str]) -> None:
-        self._delete(INSIGHTS, ids)
+    def delete_insights(self, ids: Sequence[str], namespaces: Sequence[Namespace]) -> None:
+        self._delete(INSIGHTS, ids, namespaces)
 
     def query_insights(self, vector: np.ndarray, namespace: Namespace, n: int) -> list[IndexHit]:
         return self._query(INSIGHTS, vector, namespace, n)
 
     def insight_ids(self) -> set[str]:
-        return set(self._collection(INSIGHTS).get(include=[])["ids"])
+        return self._all_ids(INSIGHTS)
 
     # -- episodes ----------------------------------------------------------------------------
 
     def upsert_episodes(self, ids: Sequence[str], vectors: np.ndarray, namespaces: Sequence[Namespace]) -> None:
-        self._upsert(EPISODES, ids, vectors, [{"ns": namespace_key(ns)} for ns in namespaces])
+        self._upsert(EPISODES, ids, vectors, namespaces)
 
-    def episode_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def episode_vectors(self, ids: Sequence[str], namespace: Namespace) -> dict[str, np.ndarray]:
+        """Stored vectors of the episodes ``ids`` of ``namespace`` (those not embedded yet are absent)."""
         if not ids:
             return {}
-        collection = self._collection(EPISODES)
+        collection = self._collection(EPISODES, namespace)
         found: dict[str, np.ndarray] = {}
         step = self.max_batch_size
         for start in range(0, len(ids), step):
@@ -146,19 +180,17 @@ class ChromaIndex:
         return self._query(EPISODES, vector, namespace, n)
 
     def episode_count(self) -> int:
-        return int(self._collection(EPISODES).count())
+        return sum(int(c.count()) for c in self._collections_of(EPISODES))
 
     # -- maintenance -------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Drop both collections; they are recreated empty on next use."""
+        """Drop every langdream collection; they are recreated empty on next use."""
         client = self._client_or_open()
         with self._lock:
-            for name in (INSIGHTS, EPISODES):
-                try:
-                    client.delete_collection(name)
-                except Exception:  # chroma raises a backend-specific error for a missing collection
-                    logger.debug("collection %s did not exist", name)
+            for collection in client.list_collections():
+                if collection.name.split("_", 1)[0] in _KINDS or collection.name.startswith("langdream_"):
+                    client.delete_collection(collection.name)
             self._collections.clear()
 
     def close(self) -> None:

@@ -35,6 +35,33 @@ class InsightWrite:
     vector: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class StoredCluster:
+    """A lasting cluster of one namespace: the running sum of its members' vectors and their count.
+
+    ``vector_sum / size`` is the mean member vector; its dot product with a unit vector is that
+    vector's average similarity to the members, the same rule the clusterer's linkage cuts on.
+    """
+
+    id: str
+    vector_sum: np.ndarray
+    size: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.vector_sum / max(1, self.size)
+
+
+@dataclass(frozen=True)
+class ClusterWrite:
+    """Episodes a dream consolidated into a lasting cluster (new or existing), with their vectors."""
+
+    id: str
+    namespace: Namespace
+    members: Sequence[str]
+    vectors: Sequence[np.ndarray]
+
+
 class LedgerConflict(Exception):
     """A dream's input changed under it (another dreamer, or new feedback); nothing was written."""
 
@@ -74,6 +101,7 @@ class Ledger(Protocol):
     ) -> dict[str, list[str]]: ...
     def general_insights(self, namespace: Namespace, min_tasks: int, limit: int) -> list[Insight]: ...
     def count_insights(self, namespace: Namespace, status: InsightStatus) -> int: ...
+    def has_insights(self, namespace: Namespace, status: InsightStatus) -> bool: ...
     def dirty_insights(self, limit: int = 1000) -> list[tuple[Insight, np.ndarray | None]]: ...
     def mark_indexed(self, versions: Sequence[tuple[str, int]]) -> None: ...
     def set_insight_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None: ...
@@ -94,7 +122,13 @@ class Ledger(Protocol):
         writes: Sequence[InsightWrite],
         consolidated: Sequence[tuple[str, int]],
         report: DreamReport,
+        clusters: Sequence[ClusterWrite] = (),
     ) -> None: ...
 
+    # lasting clusters
+    def clusters(self, namespace: Namespace) -> list[StoredCluster]: ...
+    def cluster_of(self, episode_ids: Sequence[str]) -> dict[str, str]: ...
+    def cluster_members(self, cluster_id: str, limit: int) -> list[str]: ...
 
-__all__ = ["InsightWrite", "Ledger", "LedgerConflict"]
+
+__all__ = ["ClusterWrite", "InsightWrite", "Ledger", "LedgerConflict", "StoredCluster"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
 from langdream.errors import DataHomeError, DataHomeLockedError, NotFoundError
-from langdream.ledger import InsightWrite, LedgerConflict
+from langdream.ledger import ClusterWrite, InsightWrite, LedgerConflict, StoredCluster
 from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
 from langdream.types import (
     DreamJob,
@@ -88,8 +88,10 @@ CREATE TABLE IF NOT EXISTS insights (
     vector BLOB,
     index_dirty INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS insights_ns_status ON insights (namespace, status, tasks);
-CREATE INDEX IF NOT EXISTS insights_dirty ON insights (index_dirty) WHERE index_dirty = 1;
+DROP INDEX IF EXISTS insights_ns_status;
+-- Covers general_insights' ranking (no table rows read until the top few are chosen).
+CREATE INDEX IF NOT EXISTS insights_live ON insights (namespace, status, tasks, confidence, id);
+CREATE INDEX IF NOT EXISTS insights_dirty ON insights (id) WHERE index_dirty = 1;
 
 CREATE TABLE IF NOT EXISTS insight_versions (
     insight_id TEXT NOT NULL,
@@ -115,7 +117,7 @@ CREATE TABLE IF NOT EXISTS insight_evidence (
     episode_id TEXT NOT NULL,
     PRIMARY KEY (insight_id, episode_id)
 );
-CREATE INDEX IF NOT EXISTS insight_evidence_episode ON insight_evidence (episode_id);
+CREATE INDEX IF NOT EXISTS insight_evidence_episode ON insight_evidence (episode_id, insight_id);
 
 CREATE TABLE IF NOT EXISTS dream_jobs (
     id TEXT PRIMARY KEY,
@@ -140,6 +142,23 @@ CREATE TABLE IF NOT EXISTS dream_outputs (
     created_at REAL NOT NULL,
     PRIMARY KEY (job_id, cluster)
 );
+
+CREATE TABLE IF NOT EXISTS clusters (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    vector_sum BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clusters_ns ON clusters (namespace);
+
+CREATE TABLE IF NOT EXISTS cluster_members (
+    episode_id TEXT PRIMARY KEY,
+    cluster_id TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cluster_members_cluster ON cluster_members (cluster_id, seq);
 """
 
 _EPISODE_COLUMNS = (
@@ -216,7 +235,8 @@ def _job_row(row: sqlite3.Row) -> DreamJob:
         namespace=namespace_from_key(row["namespace"]),
         status=row["status"],
         episodes=[tuple(e) for e in json.loads(row["episodes"])],
-        clusters=json.loads(row["clusters"]),
+        clusters=[c["episodes"] for c in json.loads(row["clusters"])],
+        cluster_ids=[c["id"] for c in json.loads(row["clusters"])],
         noise=json.loads(row["noise"]),
         prompt_version=row["prompt_version"],
         model_id=row["model_id"],
@@ -581,11 +601,20 @@ class SQLiteLedger:
     def general_insights(self, namespace: Namespace, min_tasks: int, limit: int) -> list[Insight]:
         """The most confident active insights of ``namespace`` learned across ``min_tasks`` tasks or more."""
         rows = self._read(
-            f"SELECT {_INSIGHT_COLUMNS} FROM insights WHERE namespace = ? AND status = 'active' AND tasks >= ? "
-            "ORDER BY confidence DESC, id LIMIT ?",
+            f"SELECT {_INSIGHT_COLUMNS} FROM insights WHERE id IN ("
+            "SELECT id FROM insights WHERE namespace = ? AND status = 'active' AND tasks >= ? "
+            "ORDER BY confidence DESC, id LIMIT ?) ORDER BY confidence DESC, id",
             (namespace_key(namespace), min_tasks, limit),
         )
         return [_insight_row(r) for r in rows]
+
+    def has_insights(self, namespace: Namespace, status: InsightStatus) -> bool:
+        """Whether ``namespace`` has any insight in ``status``: one index probe, unlike a count."""
+        rows = self._read(
+            "SELECT 1 FROM insights WHERE namespace = ? AND status = ? LIMIT 1",
+            (namespace_key(namespace), InsightStatus(status).value),
+        )
+        return bool(rows)
 
     def count_insights(self, namespace: Namespace, status: InsightStatus) -> int:
         rows = self._read(
@@ -659,7 +688,7 @@ class SQLiteLedger:
                     namespace_key(job.namespace),
                     job.status,
                     _dumps(job.episodes),
-                    _dumps(job.clusters),
+                    _dumps([{"id": i, "episodes": e} for i, e in zip(job.cluster_ids, job.clusters, strict=True)]),
                     _dumps(job.noise),
                     job.prompt_version,
                     job.model_id,
@@ -687,12 +716,40 @@ class SQLiteLedger:
         rows = self._read("SELECT cluster, raw, operations FROM dream_outputs WHERE job_id = ?", (job_id,))
         return {r["cluster"]: (r["raw"], r["operations"]) for r in rows}
 
+    # -- lasting clusters --------------------------------------------------------------------
+
+    def clusters(self, namespace: Namespace) -> list[StoredCluster]:
+        rows = self._read(
+            "SELECT id, vector_sum, size FROM clusters WHERE namespace = ? ORDER BY id", (namespace_key(namespace),)
+        )
+        return [StoredCluster(r["id"], _vector_from(r["vector_sum"]), r["size"]) for r in rows]
+
+    def cluster_of(self, episode_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(episode_ids), 500):
+            chunk = list(episode_ids[start : start + 500])
+            rows = self._read(
+                f"SELECT episode_id, cluster_id FROM cluster_members WHERE episode_id IN ({_placeholders(len(chunk))})",
+                chunk,
+            )
+            found.update({r["episode_id"]: r["cluster_id"] for r in rows})
+        return found
+
+    def cluster_members(self, cluster_id: str, limit: int) -> list[str]:
+        """The cluster's most recently joined members, newest first."""
+        rows = self._read(
+            "SELECT episode_id FROM cluster_members WHERE cluster_id = ? ORDER BY seq DESC LIMIT ?",
+            (cluster_id, limit),
+        )
+        return [r["episode_id"] for r in rows]
+
     def commit_dream(
         self,
         job_id: str,
         writes: Sequence[InsightWrite],
         consolidated: Sequence[tuple[str, int]],
         report: DreamReport,
+        clusters: Sequence[ClusterWrite] = (),
     ) -> None:
         now = time.time()
         with self._write() as db:
@@ -709,10 +766,31 @@ class SQLiteLedger:
                     raise LedgerConflict(f"episode {episode_id} changed while dream {job_id} ran")
             for write in writes:
                 self._write_insight(db, write)
+            for cluster in clusters:
+                self._write_cluster(db, cluster, job_id, now)
             db.execute(
                 "UPDATE dream_jobs SET status = 'done', updated_at = ?, report = ? WHERE id = ?",
                 (now, report.model_dump_json(), job_id),
             )
+
+    def _write_cluster(self, db: sqlite3.Connection, cluster: ClusterWrite, job_id: str, now: float) -> None:
+        """Add the cluster's new members and fold their vectors into its running sum."""
+        row = db.execute("SELECT vector_sum, size FROM clusters WHERE id = ?", (cluster.id,)).fetchone()
+        known = set(self.cluster_of(list(cluster.members)))  # re-queued members are not counted twice
+        fresh = [(i, v) for i, v in zip(cluster.members, cluster.vectors) if i not in known]
+        total = _vector_from(row["vector_sum"]) if row else np.zeros(len(cluster.vectors[0]), dtype=np.float32)
+        for _, vector in fresh:
+            total = total + vector
+        size = (row["size"] if row else 0) + len(fresh)
+        db.execute(
+            "INSERT OR REPLACE INTO clusters (id, namespace, vector_sum, size, job_id, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (cluster.id, namespace_key(cluster.namespace), _vector_bytes(total), size, job_id, now),
+        )
+        db.executemany(  # members are ordered by when they were recorded
+            "INSERT INTO cluster_members (episode_id, cluster_id, seq) SELECT id, ?, seq FROM episodes WHERE id = ?",
+            [(cluster.id, episode_id) for episode_id, _ in fresh],
+        )
 
     def _write_insight(self, db: sqlite3.Connection, write: InsightWrite) -> None:
         ins = write.insight

@@ -55,6 +55,9 @@ class Operation(BaseModel):
 class Reflection:
     raw: str
     operations: list[Operation]
+    # What the reflection cost, counted with tiktoken over every attempt; 0 without a model.
+    tokens_in: int = 0
+    tokens_out: int = 0
 
 
 @runtime_checkable
@@ -70,6 +73,12 @@ class Reflector(Protocol):
     def reflect(self, view: ClusterView) -> Reflection: ...
 
     async def areflect(self, view: ClusterView) -> Reflection: ...
+
+
+def prompt_tokens(reflector: Reflector, view: ClusterView) -> int:
+    """The prompt tokens reflecting on ``view`` will take; 0 for a reflector that calls no model."""
+    count = getattr(reflector, "prompt_tokens", None)
+    return int(count(view)) if count is not None else 0
 
 
 # The schema an LLM answers in. It has no free-form instruction field: a claim, where it
@@ -100,8 +109,9 @@ class ReflectionOutput(BaseModel):
 __all__ = [
     "ClusterView",
     "Operation",
-    "Reflection",
     "ReflectedOperation",
+    "Reflection",
     "ReflectionOutput",
     "Reflector",
+    "prompt_tokens",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -14,6 +15,7 @@ from langdream.config import DEFAULT_ENCODING, DEFAULT_EPISODE_PROMPT_TOKENS, DE
 from langdream.errors import ModelError, ReflectionError
 from langdream.reflect import ClusterView, Operation, Reflection, ReflectionOutput
 from langdream.reflect.prompts import PROMPT_VERSION, build_messages
+from langdream.tokens import count_tokens
 from langdream.types import InsightAction, InsightOrigin
 
 logger = logging.getLogger("langdream.reflect")
@@ -82,6 +84,13 @@ def _to_operations(output: ReflectionOutput) -> list[Operation]:
     ]
 
 
+@dataclass
+class _Spent:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    last_error: Exception | None = None
+
+
 class LLMReflector:
     """Asks a chat model to contrast a cluster's successful and failed runs."""
 
@@ -125,6 +134,12 @@ class LLMReflector:
             messages.append(HumanMessage(self._parser.get_format_instructions()))
         return messages
 
+    def prompt_tokens(self, view: ClusterView) -> int:
+        return self._count(self._prompt(view))
+
+    def _count(self, messages: list) -> int:
+        return sum(count_tokens(str(m.content), self.encoding) for m in messages)
+
     def _parse(self, result: Any) -> Reflection:
         if self._structured is None:
             raw = _raw_text(result)
@@ -140,24 +155,35 @@ class LLMReflector:
                 )
         return Reflection(raw=raw, operations=_to_operations(parsed))
 
+    def _attempt(self, view: ClusterView, attempt: int, prompt: list, result: Any, spent: _Spent) -> Reflection | None:
+        """Parse one answer, counting its tokens into ``spent``; ``None`` when it must be asked again."""
+        spent.tokens_in += self._count(prompt)
+        spent.tokens_out += count_tokens(_raw_text(result.get("raw") if isinstance(result, dict) else result), self.encoding)
+        try:
+            reflection = self._parse(result)
+        except (ReflectionError, ValueError) as exc:
+            spent.last_error = exc
+            logger.warning("reflection on cluster %s, attempt %s: %s", view.index, attempt, exc)
+            return None
+        return replace(reflection, tokens_in=spent.tokens_in, tokens_out=spent.tokens_out)
+
+    def _exhausted(self, spent: _Spent) -> ReflectionError:
+        return ReflectionError(f"no valid reflection after {self.max_attempts} attempts: {spent.last_error}")
+
     def reflect(self, view: ClusterView) -> Reflection:
         runnable = self._structured or self.model
-        last: Exception | None = None
+        spent = _Spent()
         for attempt in range(1, self.max_attempts + 1):
-            try:
-                return self._parse(runnable.invoke(self._prompt(view)))
-            except (ReflectionError, ValueError) as exc:
-                last = exc
-                logger.warning("reflection on cluster %s, attempt %s: %s", view.index, attempt, exc)
-        raise ReflectionError(f"no valid reflection after {self.max_attempts} attempts: {last}") from last
+            prompt = self._prompt(view)
+            if (done := self._attempt(view, attempt, prompt, runnable.invoke(prompt), spent)) is not None:
+                return done
+        raise self._exhausted(spent)
 
     async def areflect(self, view: ClusterView) -> Reflection:
         runnable = self._structured or self.model
-        last: Exception | None = None
+        spent = _Spent()
         for attempt in range(1, self.max_attempts + 1):
-            try:
-                return self._parse(await runnable.ainvoke(self._prompt(view)))
-            except (ReflectionError, ValueError) as exc:
-                last = exc
-                logger.warning("reflection on cluster %s, attempt %s: %s", view.index, attempt, exc)
-        raise ReflectionError(f"no valid reflection after {self.max_attempts} attempts: {last}") from last
+            prompt = self._prompt(view)
+            if (done := self._attempt(view, attempt, prompt, await runnable.ainvoke(prompt), spent)) is not None:
+                return done
+        raise self._exhausted(spent)
