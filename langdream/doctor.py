@@ -57,6 +57,17 @@ def _model() -> dict[str, Any]:
         info["weights present"] = (path / "model.safetensors").exists()
     except LangDreamError as exc:
         info["weights"] = f"error: {exc.message}"
+    from langdream._onnx import onnx_available
+    from langdream.config import resolve_cache
+    from langdream.embed import Embedder
+
+    embedder = Embedder()
+    try:
+        info["embedding backend (bulk / one query)"] = f"{embedder.backend_for(None)} / {embedder.backend_for(1)}"
+    except LangDreamError as exc:
+        info["embedding backend (bulk / one query)"] = f"error: {exc.message}"
+    info["onnxruntime available"] = onnx_available()
+    info["cache (ONNX exports)"] = str(resolve_cache())
     try:
         info["tiktoken (bundled cl100k_base)"] = f"ok ({count_tokens('hello world')} tokens for 'hello world')"
     except LangDreamError as exc:

@@ -248,8 +248,16 @@ class Dreamer:
             if not episodes:
                 return self._skipped(namespace, "no new episodes to consolidate", started)
             job_id = job_id_for(namespace, episodes, self.reflector.prompt_version, self.reflector.model_id)
-            previous = self.ledger.get_job(job_id)
+            job_id, previous = self._retry_of(job_id)
             if previous is not None and previous.status == "done":
+                report = previous.report
+                if report is not None and report.deferred and not report.llm_calls:
+                    return self._skipped(
+                        namespace,
+                        f"dream {job_id} deferred all {report.deferred} clusters: none fits "
+                        f"dream_token_budget={report.token_budget}; raise it",
+                        started,
+                    )
                 return self._skipped(
                     namespace, f"nothing new since dream {job_id} (its unclustered episodes are waiting for company)",
                     started,
@@ -359,6 +367,20 @@ class Dreamer:
         grouping.noise.extend(e.id for e in old if e.id not in keep)
         return new + near
 
+    def _retry_of(self, job_id: str) -> tuple[str, DreamJob | None]:
+        """The job to run for this input: ``job_id``, or a retry of it when an earlier attempt left
+        clusters for later because of the token budget (each dream has a fresh budget)."""
+        attempt, candidate = 0, job_id
+        previous = self.ledger.get_job(candidate)
+        while previous is not None and previous.status == "done" and previous.report is not None:
+            report = previous.report
+            if not report.deferred or (not report.llm_calls and report.token_budget == self.settings.dream_token_budget):
+                break
+            attempt += 1
+            candidate = f"{job_id}-{attempt}"
+            previous = self.ledger.get_job(candidate)
+        return candidate, previous
+
     def _skipped(self, namespace: Namespace, reason: str, started: float) -> DreamReport:
         logger.info("dream %s: %s", format_namespace(namespace), reason)
         return DreamReport(
@@ -460,6 +482,7 @@ class Dreamer:
             joined=plan.joined,
             waiting=plan.waiting,
             deferred=len(plan.deferred),
+            token_budget=self.settings.dream_token_budget,
             llm_calls=plan.llm_calls,
             tokens_in=plan.tokens_in,
             tokens_out=plan.tokens_out,

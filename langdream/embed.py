@@ -156,12 +156,14 @@ class Embedder:
 
     def backend_for(self, texts: int | None) -> str:
         """The backend that embeds ``texts`` texts: ``torch@cuda``, ``torch@cpu``, ``onnx`` or ``onnx-int8``."""
+        if self.backend in ("onnx", "onnx-int8"):
+            return self.backend  # ONNX Runtime runs on the CPU; its vectors must not mix with torch's
         device = resolve_device(self._device, items=texts, min_gpu_items=DEFAULT_GPU_MIN_TEXTS, purpose="embedding")
         if device.startswith("cuda") or self.backend == "torch":
             return f"torch@{device}"
-        if self.backend == "auto":
-            return "onnx" if onnx_available() else "torch@cpu"
-        return self.backend
+        # auto on the CPU: ONNX Runtime when it can run this model (a local directory), else torch
+        local = self._model_name is None or Path(self._model_name).is_dir()
+        return "onnx" if local and onnx_available() else "torch@cpu"
 
     def _encoder(self, texts: int | None):
         key = self.backend_for(texts)

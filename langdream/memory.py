@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
 
+from langdream.apply import insight_text_for_embedding
 from langdream.config import DEFAULT_NAMESPACE, Settings, resolve_home
 from langdream.dream import Dreamer, Progress
-from langdream.apply import insight_text_for_embedding
 from langdream.embed import EMBEDDING_MODEL_KEY, Embedder
 from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError
 from langdream.index import ChromaIndex
@@ -326,15 +327,23 @@ class DreamMemory:
             self.index.reset()
             total = self.ledger.count_episodes()
             done = 0
+            cluster_sums: dict[str, np.ndarray] = {}  # lasting clusters' sums, in the new vectors
             for rows in self.ledger.iter_episode_tasks(batch=batch):
                 vectors = self.embedder.embed([task for _, _, task in rows])
-                self.index.upsert_episodes([i for i, _, _ in rows], vectors, [ns for _, ns, _ in rows])
+                ids = [i for i, _, _ in rows]
+                self.index.upsert_episodes(ids, vectors, [ns for _, ns, _ in rows])
+                member_of = self.ledger.cluster_of(ids)
+                for episode_id, vector in zip(ids, vectors):
+                    if episode_id in member_of:
+                        cluster_id = member_of[episode_id]
+                        cluster_sums[cluster_id] = cluster_sums.get(cluster_id, 0) + vector
                 done += len(rows)
                 if progress:
                     progress("embed", done, total)
             for rows in self.ledger.iter_insight_texts(batch=batch):
                 texts = [insight_text_for_embedding(text, when) for _, text, when in rows]
                 self.ledger.set_insight_vectors(list(zip((i for i, _, _ in rows), self.embedder.embed(texts))))
+            self.ledger.set_cluster_sums(cluster_sums)
             self.ledger.mark_all_dirty()
             self.ledger.set_meta(EMBEDDING_MODEL_KEY, self.embedder.model_id)
             dreamer.sync_index()

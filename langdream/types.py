@@ -189,6 +189,7 @@ class DreamReport(_Model):
     joined: int = Field(default=0, description="new episodes that joined clusters of earlier dreams")
     waiting: int = Field(default=0, description="episodes that joined a cluster but wait for more company")
     deferred: int = Field(default=0, description="clusters left for a later dream by the token budget")
+    token_budget: int | None = Field(default=None, description="the dream_token_budget it ran with")
     llm_calls: int = 0
     tokens_in: int = Field(default=0, description="prompt tokens sent to the reflector (tiktoken)")
     tokens_out: int = Field(default=0, description="tokens the reflector answered with (tiktoken)")
@@ -204,10 +205,15 @@ class DreamReport(_Model):
         where = format_namespace(self.namespace)
         if self.skipped:
             return f"{where}: {self.skipped}"
+        extra = ""
+        if self.joined or self.waiting:
+            extra += f"; {self.joined} joined earlier clusters, {self.waiting} wait for company"
+        if self.deferred:
+            extra += f"; {self.deferred} clusters deferred by the token budget"
         return (
             f"{where}: {self.episodes} episodes, {self.clusters} clusters ({self.noise} unclustered); "
             f"+{self.added} new, {self.edited} edited, {self.upvoted} upvoted, {self.downvoted} downvoted, "
-            f"{self.retired} retired; {self.quarantined} of the changed insights wait in quarantine"
+            f"{self.retired} retired; {self.quarantined} of the changed insights wait in quarantine{extra}"
         )
 
 

@@ -13,6 +13,7 @@ from langdream.cluster.cpu import pairwise_bytes
 from tests.conftest import SHARED_DATA
 
 CLINC150 = SHARED_DATA / "clinc150" / "data_full.json"
+TIGHT = 100_000  # bytes: too few for a pairwise matrix of 60+ points, enough for ~50 cells
 
 
 def groups(sizes: list[int], *, dim: int = 384, noise: float = 0.6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +124,8 @@ def test_explicit_k_recovers_groups_with_the_default_seed():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_micro_cluster_path_recovers_groups(seed):
     vectors, truth = shuffled(*groups([20] * 5, seed=seed), seed=seed)
-    assert pairwise_bytes(len(vectors)) > 1000
-    result = cluster(vectors, memory_bytes=1000)
+    assert pairwise_bytes(len(vectors)) > TIGHT
+    result = cluster(vectors, memory_bytes=TIGHT)
     assert result.method == "kmeans+average-linkage"
     assert result.labels.shape == (100,)
     assert adjusted_rand_score(truth, result.labels) >= 0.9
@@ -132,14 +133,14 @@ def test_micro_cluster_path_recovers_groups(seed):
 
 def test_micro_cluster_path_still_drops_small_groups():
     vectors, truth = shuffled(*groups([40, 30, 2], seed=4), seed=4)
-    result = cluster(vectors, memory_bytes=1000, min_cluster_size=5)
+    result = cluster(vectors, memory_bytes=TIGHT, min_cluster_size=5)
     assert result.method == "kmeans+average-linkage"
     assert result.n_clusters == 2
     assert (result.labels[truth == 2] == NOISE).all()
     assert adjusted_rand_score(truth[truth < 2], result.labels[truth < 2]) >= 0.9
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"k": 5}, {"memory_bytes": 1000}])
+@pytest.mark.parametrize("kwargs", [{}, {"k": 5}, {"memory_bytes": TIGHT}])
 def test_results_are_deterministic(kwargs):
     vectors, _ = shuffled(*groups([20] * 5, seed=6), seed=6)
     first = cluster(vectors, **kwargs)
@@ -171,7 +172,7 @@ def test_single_point_with_min_size_one_is_a_cluster():
     assert result.n_clusters == 1
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"k": 3}, {"memory_bytes": 1000}])
+@pytest.mark.parametrize("kwargs", [{}, {"k": 3}, {"memory_bytes": TIGHT}])
 def test_labels_are_numbered_by_cluster_size_descending(kwargs):
     sizes = [10, 30, 20]  # the input order of the groups is not their size order
     vectors, truth = shuffled(*groups(sizes, seed=8), seed=8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from langdream import DreamMemory
@@ -137,3 +138,63 @@ def test_async_dream_respects_the_token_budget_too(make_memory, runs_by_question
 
     assert 0 < report.tokens_in + report.tokens_out <= 4000
     assert report.deferred > 0
+
+
+def test_a_later_dream_reflects_the_clusters_a_budget_deferred(make_memory, runs_by_question, tmp_path):
+    records = [r for runs in runs_by_question.values() for r in runs]
+    memory = make_memory(model=FakeReflectionModel(), dream_token_budget=6000)
+    ingest(memory, records, tmp_path, "all")
+    (first,) = memory.dream(NS)
+    assert first.deferred > 0 and first.llm_calls > 0
+
+    waiting = memory.ledger.count_episodes(NS, pending=True)
+
+    (second,) = memory.dream(NS)  # a fresh budget for the clusters left over
+
+    assert not second.skipped and second.llm_calls > 0
+    assert memory.ledger.count_episodes(NS, pending=True) < waiting
+
+
+def test_a_budget_too_small_for_any_cluster_says_so(make_memory, runs_by_question, tmp_path):
+    records = [r for runs in runs_by_question.values() for r in runs]
+    memory = make_memory(model=FakeReflectionModel(), dream_token_budget=10)
+    ingest(memory, records, tmp_path, "all")
+    (first,) = memory.dream(NS)
+    assert first.llm_calls == 0 and first.deferred == first.clusters > 0
+
+    (second,) = memory.dream(NS)
+
+    assert second.skipped and "dream_token_budget=10" in second.skipped and "raise it" in second.skipped
+    roomy = make_memory(memory.home, model=FakeReflectionModel(), dream_token_budget=100_000)
+    memory.close()
+    (third,) = roomy.dream(NS)  # the same input under a larger budget is tried again
+    assert third.job_id == f"{first.job_id}-1" and third.llm_calls == third.clusters > 0
+
+
+def test_reindex_recomputes_the_lasting_clusters_from_the_new_vectors(make_memory, runs_by_question, tmp_path):
+    memory = make_memory(model=FakeReflectionModel())
+    head, _ = first_and_rest(runs_by_question, 5)
+    ingest(memory, head, tmp_path, "head")
+    memory.dream(NS)
+    before = {c.id: c.vector_sum.copy() for c in memory.ledger.clusters(NS)}
+    memory.ledger.set_cluster_sums({cluster_id: np.zeros_like(total) for cluster_id, total in before.items()})
+
+    memory.reindex()
+
+    after = {c.id: c.vector_sum for c in memory.ledger.clusters(NS)}
+    assert after.keys() == before.keys()
+    assert all(np.allclose(after[i], before[i], atol=1e-4) for i in before)
+
+
+def test_jobs_journaled_before_lasting_clusters_still_load(memory):
+    import sqlite3
+
+    memory.ledger.get_meta("schema_version")  # the ledger file exists
+    with sqlite3.connect(memory.ledger.path) as db:
+        db.execute(
+            "INSERT INTO dream_jobs (id, namespace, status, episodes, clusters, noise, prompt_version, model_id, "
+            "created_at, updated_at) VALUES (?, ?, 'done', ?, ?, '[]', 'reflect-v1', 'm', 0, 0)",
+            ("dj_old", '["ns"]', '[["e1", 0]]', '[["e1", "e2"]]'),
+        )
+    job = memory.ledger.get_job("dj_old")
+    assert job.clusters == [["e1", "e2"]] and job.cluster_ids == ["cl_old_0"]

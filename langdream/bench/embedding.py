@@ -59,7 +59,7 @@ class _Plan:
     seeds: int  # k-means seeds averaged
 
 
-QUICK = _Plan(timed_rounds=9, demo_rounds=4, latency_calls=30, splits=("test",), per_label=10, seeds=5)
+QUICK = _Plan(timed_rounds=9, demo_rounds=3, latency_calls=30, splits=("test",), per_label=10, seeds=5)
 FULL = _Plan(timed_rounds=16, demo_rounds=12, latency_calls=300, splits=("train", "test"), per_label=None, seeds=10)
 
 
@@ -74,11 +74,12 @@ def _demo_records() -> list[dict[str, Any]]:
 
 
 def _demo_texts(records: list[dict[str, Any]]) -> list[str]:
-    """The bundled HotpotQA episodes' tasks and messages: what langdream embeds without the data."""
+    """Without the shared data: the bundled HotpotQA episodes' tasks and the agent's own sentences
+    (task-sized texts, like the tasks and insights langdream embeds; tool output is left out)."""
     texts: list[str] = []
     for record in records:
         texts.append(record["task"])
-        texts.extend(str(m.get("content") or "") for m in record.get("messages", []))
+        texts.extend(str(m.get("content") or "") for m in record.get("messages", []) if m.get("role") == "assistant")
     return _distinct(texts)
 
 
@@ -137,6 +138,8 @@ def _embed_in_rounds(
         if timed:
             rates = ", ".join(f"{n} {len(chunk) / s[-1]:.0f}/s" for n, s in seconds.items())
             log(f"  round {turn + 1}/{min(timed_rounds, len(rounds))}: {rates}")
+        elif (turn + 1) % 20 == 0:
+            log(f"  {(turn + 1) * ROUND_TEXTS}/{len(texts)} texts")
     return seconds, {name: np.concatenate(p) for name, p in parts.items()}
 
 
@@ -177,8 +180,8 @@ def _v_measures(vectors: np.ndarray, labels: Sequence[str], seeds: int) -> list[
 
     k = len(set(labels))
     scores = []
-    # One BLAS thread: k-means++ on float32 is several times faster so on a small machine, and the
-    # result does not depend on it.
+    # One BLAS thread, the same for every backend: k-means++ on float32 vectors runs several times
+    # faster so on a small or busy machine than with threads competing for the cores.
     with threadpool_limits(1):
         for i in range(seeds):
             model = MiniBatchKMeans(
@@ -240,7 +243,7 @@ def run(ctx: BenchContext) -> SectionResult:
         timed_rounds = plan.timed_rounds
     else:
         texts = _demo_texts(records)
-        source = "bundled HotpotQA episode tasks and messages"
+        source = "bundled HotpotQA tasks and agent messages"
         timed_rounds = plan.demo_rounds
     texts = [texts[i] for i in rng.permutation(len(texts))]
     if ctx.data_dir is None:

@@ -6,7 +6,7 @@ The chroma index is derived from it and can be rebuilt from it at any time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -129,6 +129,7 @@ class Ledger(Protocol):
     def clusters(self, namespace: Namespace) -> list[StoredCluster]: ...
     def cluster_of(self, episode_ids: Sequence[str]) -> dict[str, str]: ...
     def cluster_members(self, cluster_id: str, limit: int) -> list[str]: ...
+    def set_cluster_sums(self, sums: Mapping[str, np.ndarray]) -> None: ...
 
 
 __all__ = ["ClusterWrite", "InsightWrite", "Ledger", "LedgerConflict", "StoredCluster"]

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -235,8 +235,7 @@ def _job_row(row: sqlite3.Row) -> DreamJob:
         namespace=namespace_from_key(row["namespace"]),
         status=row["status"],
         episodes=[tuple(e) for e in json.loads(row["episodes"])],
-        clusters=[c["episodes"] for c in json.loads(row["clusters"])],
-        cluster_ids=[c["id"] for c in json.loads(row["clusters"])],
+        **_job_clusters(row["clusters"]),
         noise=json.loads(row["noise"]),
         prompt_version=row["prompt_version"],
         model_id=row["model_id"],
@@ -244,6 +243,15 @@ def _job_row(row: sqlite3.Row) -> DreamJob:
         updated_at=from_epoch(row["updated_at"]),
         report=DreamReport.model_validate_json(row["report"]) if row["report"] else None,
     )
+
+
+def _job_clusters(stored: str) -> dict[str, list]:
+    """A job's clusters with their lasting ids; jobs written before lasting clusters existed
+    stored bare lists of episode ids (their clusters get ids from the job id)."""
+    clusters = json.loads(stored)
+    if clusters and isinstance(clusters[0], list):
+        return {"clusters": clusters}
+    return {"clusters": [c["episodes"] for c in clusters], "cluster_ids": [c["id"] for c in clusters]}
 
 
 def _placeholders(n: int) -> str:
@@ -734,6 +742,14 @@ class SQLiteLedger:
             )
             found.update({r["episode_id"]: r["cluster_id"] for r in rows})
         return found
+
+    def set_cluster_sums(self, sums: Mapping[str, np.ndarray]) -> None:
+        """Replace lasting clusters' vector sums (after ``reindex`` re-embedded their members)."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE clusters SET vector_sum = ? WHERE id = ?",
+                [(_vector_bytes(total), cluster_id) for cluster_id, total in sums.items()],
+            )
 
     def cluster_members(self, cluster_id: str, limit: int) -> list[str]:
         """The cluster's most recently joined members, newest first."""
