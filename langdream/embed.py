@@ -173,7 +173,14 @@ class Embedder:
         with self._lock:
             encoder = self._encoders.get(key)
             if encoder is None:
-                encoder = self._load(key)
+                try:
+                    encoder = self._load(key)
+                except EmbeddingError as exc:
+                    if self.backend != "auto" or not key.startswith("onnx"):
+                        raise
+                    # "auto" means the best backend that can run this model: torch can run any.
+                    logger.warning("ONNX Runtime cannot run %s (%s); using torch", self.model_id, exc.message)
+                    encoder = self._load("torch@cpu")
                 self._encoders[key] = encoder
                 logger.info("embedding model %s loaded (%s)", self.model_id, key)
         return encoder

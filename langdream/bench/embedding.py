@@ -6,10 +6,10 @@ Three measurements, in the same run, on the CPU:
   ``SentenceTransformer(bundled_model_path(), device="cpu").encode(texts, batch_size=64,
   normalize_embeddings=True)`` (plus ``show_progress_bar=False``, which changes no computation).
   The texts are distinct and shuffled, and cut into rounds of 256; in each timed round every side
-  embeds the same 256 texts at batch size 64, in an order rotated from round to round, so machine
-  noise hits all sides alike. A side's speed against raw sentence-transformers is the median over
-  rounds of the two sides' time ratio on that round's texts. ``onnx`` and ``onnx-int8`` run in the
-  same rounds.
+  embeds the same 256 texts at batch size 64, in an order balanced over rounds (``_order``), so
+  machine noise hits all sides alike. A side's speed against raw sentence-transformers is the
+  median over rounds of the two sides' time ratio on that round's texts. ``onnx`` and
+  ``onnx-int8`` run in the same rounds.
 * Single-text latency, p50 / p95, per backend: what a recall query pays. The queries are the
   bundled HotpotQA tasks, one per call, timed in interleaved chunks.
 * Quality kept: CLINC150 and Banking77, embedded once per backend (the same rounds as above: with
@@ -108,9 +108,17 @@ def _labelled(ctx: BenchContext, plan: _Plan) -> list[LabelledTexts]:
     return out
 
 
-def _rotated(names: Sequence[str], turn: int) -> list[str]:
-    shift = turn % len(names)
-    return list(names[shift:]) + list(names[:shift])
+def _order(names: Sequence[str], turn: int) -> list[str]:
+    """The sides' order in round ``turn``, balanced over every four rounds: the sides go in pairs
+    (the raw peer with langdream torch, then onnx with onnx-int8), each pair's members swap every
+    round and the pairs swap every other round, so each side is as often first, or after a side of
+    the other runtime, as its partner."""
+    pairs = [list(names[i : i + 2]) for i in range(0, len(names), 2)]
+    if turn % 2:
+        pairs = [pair[::-1] for pair in pairs]
+    if (turn // 2) % 2:
+        pairs = pairs[::-1]
+    return [name for pair in pairs for name in pair]
 
 
 def _embed_in_rounds(
@@ -130,7 +138,9 @@ def _embed_in_rounds(
         timed = turn < timed_rounds
         if turn == timed_rounds:
             log(f"  embedding the other {len(texts) - timed_rounds * ROUND_TEXTS} texts with each backend")
-        for name in _rotated(list(sides), turn) if timed else [n for n in sides if n != RAW]:
+        for name in _order(list(sides), turn) if timed else [n for n in sides if n != RAW]:
+            if timed:
+                sides[name](chunk[:1])  # untimed: whatever the previous side left behind is settled
             started = time.perf_counter()
             parts[name].append(np.asarray(sides[name](chunk), dtype=np.float32))
             if timed:
@@ -167,7 +177,7 @@ def _latency(sides: dict[str, Encode], queries: list[str], calls: int, chunks: i
     samples: dict[str, list[float]] = {name: [] for name in sides}
     per_chunk = max(1, calls // chunks)
     for chunk in range(chunks):
-        for name in _rotated(list(sides), chunk):
+        for name in _order(list(sides), chunk):
             call = functools.partial(_one_text, sides[name], itertools.cycle(queries[chunk:] + queries[:chunk]))
             samples[name] += time_calls(call, repeat=per_chunk, warmup=3 if chunk == 0 else 1)
     return {name: summarize_ms(spent) for name, spent in samples.items()}
