@@ -338,6 +338,7 @@ class Dreamer:
                 min_cluster_size=s.min_cluster_size,
                 similarity=s.cluster_similarity,
                 memory_bytes=s.cluster_memory_bytes,
+                device=s.device,
             )
             for rows in result.members():
                 grouping.cluster_ids.append(new_cluster_id(job_id, len(grouping.clusters)))

@@ -8,13 +8,23 @@ term in the number of cells (``merge_bytes``):
 1. ``cells``: split the points into at most ``max_cells`` small cells with a tree of spherical
    k-means splits, splitting the largest cell that is not yet tight (mean pairwise cosine below a
    ``refine`` bar) first;
-2. ``merge_cells``: average linkage of the cells, *weighted by their sizes and computed from their
-   vector sums*: the mean cosine similarity between all members of two groups of unit vectors is
-   ``S_a . S_b / (n_a n_b)``, so merging cells is exactly the average-linkage rule of the exact
-   clusterer, only restricted to unions of cells;
-3. cells that are not coherent at the cut (mean pairwise cosine below ``similarity``, which no
-   cluster of the exact clusterer can be) are dissolved, and each of their points joins the merged
-   group it is most similar to on average if that reaches ``similarity``, else it is noise.
+2. ``merge_cells``: a point whose mean cosine to the other members of its cell is below
+   ``similarity`` leaves it (a straggler the split swept in), and cells that are not coherent at
+   the cut (mean pairwise cosine below ``similarity``, which no cluster of the exact clusterer can
+   be: its mean pairwise cosine is a weighted mean of its merge heights) are dissolved. The rest are
+   merged by average linkage *weighted by their sizes and computed from their vector sums*: the
+   mean cosine similarity between all members of two groups of unit vectors is
+   ``S_a . S_b / (n_a n_b)``, so this is exactly the average-linkage rule of the exact clusterer,
+   only restricted to unions of cells;
+3. every point left out joins the merged group it is most similar to on average, if that reaches
+   ``similarity`` (a lone point joins a cluster in average linkage by the same rule); else it is
+   noise.
+
+How close this comes to the exact clusterer (adjusted Rand index between the two labelings, on
+15k CLINC150 train utterances / 10k Banking77 train queries / 15k synthetic vectors around CLINC150
+embeddings, default similarity): 0.64 / 0.74 / 0.55, V-measure 0.91 / 0.88 / 0.96, with about as
+many clusters and as much noise. The k-means micro-clusters merged by centroid linkage that this
+replaced scored 0.31 / 0.42 / 0.28 (V-measure 0.80 / 0.79 / 0.82) and took 10-30x longer.
 """
 
 from __future__ import annotations
@@ -34,9 +44,9 @@ _SPLIT_ITERS = 5  # Lloyd iterations of one split, fitted on a sample ...
 _SPLIT_SAMPLE = 64  # ... of this many points per child
 # A cell counts as tight once its mean pairwise cosine reaches similarity + _REFINE * (1 - similarity);
 # splitting on to this stricter bar (not just to ``similarity``) keeps a cell from straddling two
-# clusters of the exact clusterer. 0.2 was best on CLINC150, Banking77 and synthetic sets (ARI
-# against the exact clusterer), 0.4 was better on Banking77 only.
-_REFINE = 0.2
+# clusters of the exact clusterer. Agreement with the exact clusterer (ARI, the three sets of the
+# module docstring) at 0 / 0.2 / 0.3 / 0.4 / 0.5: mean 0.57 / 0.62 / 0.64 / 0.64 / 0.63.
+_REFINE = 0.3
 _CANDIDATES = 8  # merged groups a point of a dissolved cell is compared with
 
 
@@ -86,7 +96,10 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 def condensed_cosine_distances(vectors: np.ndarray) -> np.ndarray:
     """What ``scipy.spatial.distance.pdist(vectors, "cosine")`` returns (clipped to [0, 2]), from
     blocked matrix products instead of a pair-by-pair loop."""
-    x = unit_rows(vectors).astype(np.float64)
+    x = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    norms[norms == 0] = 1.0
+    x = x / norms[:, None]
     n = len(x)
     out = np.empty(n * (n - 1) // 2, dtype=np.float64)
     start = 0
@@ -145,8 +158,8 @@ def refine_bar(similarity: float) -> float:
 def _split(points: np.ndarray, parts: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spherical k-means of ``points`` into at most ``parts`` parts, fitted on a sample (k-means++
     seeding, a few Lloyd steps) and then applied to all: (labels, per-part sums, per-part counts)."""
-    m = len(points)
-    sample = points if m <= _SPLIT_SAMPLE * parts else points[np.sort(rng.choice(m, _SPLIT_SAMPLE * parts, replace=False))]
+    m, fit = len(points), _SPLIT_SAMPLE * parts
+    sample = points if m <= fit else points[np.sort(rng.choice(m, fit, replace=False))]
     centers = np.empty((parts, points.shape[1]), dtype=np.float32)
     centers[0] = sample[int(rng.integers(len(sample)))]
     gap = np.maximum(1.0 - sample @ centers[0], 0.0).astype(np.float64)
@@ -256,17 +269,18 @@ def weighted_average_linkage(sums: np.ndarray, counts: np.ndarray, similarity: f
         pair = (best[partner] == live) & (best_sim[live] >= similarity) & (live < partner)
         if not pair.any():
             break
-        keep, gone = live[pair], partner[pair]
-        sims[keep] += sims[gone]  # rows of the merged groups, but a column of another merged group
-        sims[np.ix_(keep, keep)] += sims[np.ix_(keep, gone)]  # still lacks its absorbed part: add it
-        sims[:, keep] = sims[keep].T  # symmetric: the columns are the new rows
-        size[keep] += size[gone]
-        inv[keep] = 1.0 / size[keep]
-        dead[gone] = -np.inf
-        best_sim[gone] = -np.inf
-        parent[gone] = keep
         touched = np.zeros(c, dtype=bool)
-        touched[keep] = touched[gone] = True
+        for a in range(0, int(pair.sum()), _BLOCK):  # in blocks of pairs: temporaries stay small
+            keep, gone = live[pair][a : a + _BLOCK], partner[pair][a : a + _BLOCK]
+            sims[keep] += sims[gone]  # rows of the merged groups, but a column of another merged group
+            sims[np.ix_(keep, keep)] += sims[np.ix_(keep, gone)]  # still lacks its absorbed part: add it
+            sims[:, keep] = sims[keep].T  # symmetric: the columns are the new rows
+            size[keep] += size[gone]
+            inv[keep] = 1.0 / size[keep]
+            dead[gone] = -np.inf
+            best_sim[gone] = -np.inf
+            parent[gone] = keep
+            touched[keep] = touched[gone] = True
         # Other groups' nearest stays valid (the merged group is no closer to them than the nearer
         # of its two parts), so only the merged groups and those that pointed at them are redone.
         redo = np.flatnonzero((touched | touched[best]) & (dead == 0))
@@ -285,34 +299,60 @@ def merge_cells(vectors: np.ndarray, cell_labels: np.ndarray, similarity: float)
     partition of unit ``vectors`` into cells: steps 2 and 3 of the module docstring."""
     n_cells = int(cell_labels.max()) + 1
     sums, sizes = cell_sums(vectors, cell_labels, n_cells)
+    around = sums / np.maximum(sizes, 1.0)[:, None]  # where each cell was, for step 3's candidates
+    # A point less similar on average to the other members of its cell than ``similarity`` is a
+    # straggler the split swept in: it leaves the cell (and may join a group on its own in step 3).
+    others = sizes[cell_labels] - 1.0
+    loose = (others > 0) & (_dots(vectors, sums, cell_labels) - 1.0 < similarity * others)
+    if loose.any():
+        stragglers = np.flatnonzero(loose)
+        gone, count = cell_sums(vectors[stragglers], cell_labels[stragglers], n_cells)
+        sums -= gone
+        sizes -= count
     coherent = np.flatnonzero((sizes > 0) & (tightness(sums, sizes) >= similarity))
     group_of_cell = np.full(n_cells, -1, dtype=np.int64)
     if len(coherent):
         group_of_cell[coherent] = weighted_average_linkage(sums[coherent], sizes[coherent], similarity)
     labels = group_of_cell[cell_labels]
-    loose = np.flatnonzero((sizes > 0) & (group_of_cell < 0))
-    if len(loose) and len(coherent):
-        _join_loose(vectors, cell_labels, labels, loose, sums, sizes, group_of_cell, similarity)
+    labels[loose] = -1
+    rows = np.flatnonzero(labels < 0)
+    if len(rows) and len(coherent):
+        _join(vectors, cell_labels, labels, rows, around, sums, sizes, group_of_cell, similarity)
     return labels
 
 
-def _join_loose(vectors, cell_labels, labels, loose, sums, sizes, group_of_cell, similarity) -> None:
-    """Each point of a dissolved cell joins the group it is most similar to on average (among the
-    ``_CANDIDATES`` groups closest to its cell) if that similarity reaches ``similarity``."""
-    groups, group_index = np.unique(group_of_cell[group_of_cell >= 0], return_inverse=True)
+def _dots(vectors: np.ndarray, sums: np.ndarray, cell_labels: np.ndarray) -> np.ndarray:
+    """``vectors[i] . sums[cell_labels[i]]`` for every row, in blocks."""
+    out = np.empty(len(vectors))
+    step = 16 * _BLOCK
+    for a in range(0, len(vectors), step):
+        out[a : a + step] = np.einsum("pd,pd->p", vectors[a : a + step], sums[cell_labels[a : a + step]])
+    return out
+
+
+def _join(vectors, cell_labels, labels, rows, around, sums, sizes, group_of_cell, similarity) -> None:
+    """Each of ``rows`` (unclustered so far) joins the group it is most similar to on average, among
+    the ``_CANDIDATES`` groups closest to where its cell was, if that similarity reaches
+    ``similarity``; otherwise it stays noise."""
     owned = np.flatnonzero(group_of_cell >= 0)
+    groups, group_index = np.unique(group_of_cell[owned], return_inverse=True)
     group_sums = np.zeros((len(groups), sums.shape[1]))
     np.add.at(group_sums, group_index, sums[owned])
     group_sizes = np.bincount(group_index, weights=sizes[owned], minlength=len(groups))
     means = (group_sums / group_sizes[:, None]).astype(np.float32)  # x . mean = mean cosine to the group
+    from_cells = np.unique(cell_labels[rows])
     take = min(_CANDIDATES, len(groups))
-    cell_sims = (sums[loose] / sizes[loose, None]).astype(np.float32) @ means.T
-    candidates = np.argsort(-cell_sims, axis=1, kind="stable")[:, :take]
+    cell_sims = around[from_cells].astype(np.float32) @ means.T
+    if take < len(groups):
+        top = np.argpartition(-cell_sims, take - 1, axis=1)[:, :take]
+        order = np.argsort(-np.take_along_axis(cell_sims, top, axis=1), axis=1, kind="stable")
+        candidates = np.take_along_axis(top, order, axis=1)
+    else:
+        candidates = np.argsort(-cell_sims, axis=1, kind="stable")
     slot = np.full(len(sizes), -1, dtype=np.int64)
-    slot[loose] = np.arange(len(loose))
-    rows = np.flatnonzero(slot[cell_labels] >= 0)
-    for a in range(0, len(rows), 16 * _BLOCK):
-        chunk = rows[a : a + 16 * _BLOCK]
+    slot[from_cells] = np.arange(len(from_cells))
+    for a in range(0, len(rows), _BLOCK):
+        chunk = rows[a : a + _BLOCK]
         options = candidates[slot[cell_labels[chunk]]]  # (points, take)
         sims = np.einsum("pd,ptd->pt", vectors[chunk], means[options])
         pick = sims.argmax(axis=1)
