@@ -107,8 +107,9 @@ def _export(model, model_path: str, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     wrapped = _mean_pooling_model(model)
-    sample = model.tokenizer(["an example sentence", "and another, longer example sentence"], padding=True,
-                             return_tensors="pt")
+    sample = model.tokenizer(
+        ["an example sentence", "and another, longer example sentence"], padding=True, return_tensors="pt"
+    )
     if "token_type_ids" not in sample:
         sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
     fp32 = target / "model.onnx"
@@ -127,8 +128,10 @@ def _export(model, model_path: str, target: Path) -> None:
     # Per-channel scales: per-tensor ones lost up to 0.25 cosine on short sentences, same size and speed.
     quantize_dynamic(str(fp32), str(target / "model-int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
     model.tokenizer.backend_tokenizer.save(str(target / "tokenizer.json"))
-    dimension = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else (
-        model.get_sentence_embedding_dimension()
+    dimension = (
+        model.get_embedding_dimension()
+        if hasattr(model, "get_embedding_dimension")
+        else (model.get_sentence_embedding_dimension())
     )
     meta = {"max_seq_length": int(model.max_seq_length), "dimension": int(dimension), "source": model_path}
     (target / "langdream.json").write_text(json.dumps(meta))

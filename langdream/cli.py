@@ -25,6 +25,7 @@ from langdream.config import HOME_ENV
 from langdream.errors import LangDreamError
 from langdream.namespace import format_namespace
 
+
 def _print_error(exc: LangDreamError) -> None:
     err.print(f"[red]error:[/red] {exc.message}", highlight=False)
     if exc.hint:

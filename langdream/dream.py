@@ -222,7 +222,10 @@ class Dreamer:
         resumable = None
         for job in reversed(self.ledger.open_jobs(namespace)):
             current = {e.id: e for e in self.ledger.get_episodes([i for i, _ in job.episodes])}
-            same_reflector = (job.model_id, job.prompt_version) == (self.reflector.model_id, self.reflector.prompt_version)
+            same_reflector = (job.model_id, job.prompt_version) == (
+                self.reflector.model_id,
+                self.reflector.prompt_version,
+            )
             unchanged = same_reflector and all(
                 i in current and current[i].revision == rev and current[i].consolidated_by is None
                 for i, rev in job.episodes
@@ -259,7 +262,8 @@ class Dreamer:
                         started,
                     )
                 return self._skipped(
-                    namespace, f"nothing new since dream {job_id} (its unclustered episodes are waiting for company)",
+                    namespace,
+                    f"nothing new since dream {job_id} (its unclustered episodes are waiting for company)",
                     started,
                 )
         t = time.perf_counter()
@@ -363,7 +367,9 @@ class Dreamer:
         near: list[Episode] = []
         if new:
             closeness = np.stack([vectors[e.id] for e in old]) @ np.stack([vectors[e.id] for e in new]).T
-            near = [e for e, row in zip(old, closeness.max(axis=1), strict=True) if row >= self.settings.cluster_similarity]
+            near = [
+                e for e, row in zip(old, closeness.max(axis=1), strict=True) if row >= self.settings.cluster_similarity
+            ]
         keep = {e.id for e in near}
         grouping.noise.extend(e.id for e in old if e.id not in keep)
         return new + near
@@ -375,7 +381,9 @@ class Dreamer:
         previous = self.ledger.get_job(candidate)
         while previous is not None and previous.status == "done" and previous.report is not None:
             report = previous.report
-            if not report.deferred or (not report.llm_calls and report.token_budget == self.settings.dream_token_budget):
+            if not report.deferred or (
+                not report.llm_calls and report.token_budget == self.settings.dream_token_budget
+            ):
                 break
             attempt += 1
             candidate = f"{job_id}-{attempt}"

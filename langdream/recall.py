@@ -72,7 +72,9 @@ def format_line(number: int, insight: Insight) -> str:
         applies = f" Applies {when}."
     else:
         applies = f" Applies to {when}."
-    return f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
+    return (
+        f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
+    )
 
 
 def format_recall(insights: list[Insight]) -> str:

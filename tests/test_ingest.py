@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import write_jsonl
 from langdream import Episode
 from langdream.cli import app
 from langdream.errors import IngestError
 from langdream.ingest import IngestReport, LineError, read_jsonl
 from langdream.memory import DreamMemory
+from tests.conftest import write_jsonl
 
 DEFAULT = ("default",)
 

@@ -94,11 +94,15 @@ def run_bench(
     chosen = list(sections or SECTIONS)
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
-        raise ConfigError(f"unknown benchmark section(s): {', '.join(unknown)}", hint=f"choose from {', '.join(SECTIONS)}")
+        raise ConfigError(
+            f"unknown benchmark section(s): {', '.join(unknown)}", hint=f"choose from {', '.join(SECTIONS)}"
+        )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="langdream-bench-", dir=workdir) as scratch:
         embedder = Embedder()
-        ctx = BenchContext(quick=quick, workdir=Path(scratch), data_dir=find_data_dir(data_dir), embedder=embedder, log=log)
+        ctx = BenchContext(
+            quick=quick, workdir=Path(scratch), data_dir=find_data_dir(data_dir), embedder=embedder, log=log
+        )
         document: dict[str, Any] = {
             "langdream": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -132,7 +136,9 @@ def run_bench(
 def format_table(results: Sequence[SectionResult]) -> str:
     """A plain-text table: each section's rows, then its targets marked met or MISSED."""
     lines: list[str] = []
-    width = max([len(label) for r in results for label, _ in r.rows] + [len(t.name) for r in results for t in r.targets] + [10])
+    width = max(
+        [len(label) for r in results for label, _ in r.rows] + [len(t.name) for r in results for t in r.targets] + [10]
+    )
     for result in results:
         lines.append(f"== {result.name} ({result.seconds:.1f}s)")
         for label, value in result.rows:
@@ -145,4 +151,4 @@ def format_table(results: Sequence[SectionResult]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SECTIONS", "run_bench", "format_table"]
+__all__ = ["SECTIONS", "format_table", "run_bench"]

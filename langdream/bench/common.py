@@ -94,7 +94,7 @@ def summarize_ms(samples_seconds: Sequence[float]) -> dict[str, float]:
     """p50 / p95 / mean of samples given in seconds, in milliseconds."""
     ms = np.asarray(samples_seconds, dtype=np.float64) * 1000.0
     return {
-        "n": int(len(ms)),
+        "n": len(ms),
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p95_ms": round(float(np.percentile(ms, 95)), 3),
         "mean_ms": round(float(ms.mean()), 3),

@@ -220,7 +220,9 @@ def run(ctx: BenchContext) -> SectionResult:
     result.figures = {"sizes": per_size, "runs": runs, "peer_runs": peer_runs, "namespace": list(NAMESPACE)}
     result.target("recall+record p95 at 100k insights", top["recall_plus_record"]["p95_ms"], "<=", 20.0, " ms")
     result.target("record p95 per run", max(f["record"]["p95_ms"] for f in per_size.values()), "<=", 2.0, " ms")
-    result.target("speed-up over InMemoryStore search at 100k (p95)", top["speedup_vs_inmemorystore_p95"], ">=", 10.0, "x")
+    result.target(
+        "speed-up over InMemoryStore search at 100k (p95)", top["speedup_vs_inmemorystore_p95"], ">=", 10.0, "x"
+    )
     result.notes.append(
         "recall+record is timed inside decorated runs (DreamMemory.recall + the ledger write); the run's "
         "end-to-end difference against the undecorated graph is reported beside it (added_p50/p95_ms)"

@@ -550,9 +550,7 @@ class SQLiteLedger:
         return [_insight_row(r) for r in rows]
 
     def insight_history(self, insight_id: str) -> list[InsightVersion]:
-        rows = self._read(
-            "SELECT * FROM insight_versions WHERE insight_id = ? ORDER BY version", (insight_id,)
-        )
+        rows = self._read("SELECT * FROM insight_versions WHERE insight_id = ? ORDER BY version", (insight_id,))
         return [
             InsightVersion(
                 insight_id=r["insight_id"],
@@ -588,9 +586,7 @@ class SQLiteLedger:
         vectors = np.stack([_vector_from(r["vector"]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
         return insights, vectors
 
-    def insights_citing(
-        self, episode_ids: Sequence[str], statuses: Iterable[InsightStatus]
-    ) -> dict[str, list[str]]:
+    def insights_citing(self, episode_ids: Sequence[str], statuses: Iterable[InsightStatus]) -> dict[str, list[str]]:
         """For each insight of the given statuses that cites any of ``episode_ids``: the cited ones."""
         ids = list(dict.fromkeys(episode_ids))
         values = [InsightStatus(s).value for s in statuses]

@@ -158,7 +158,9 @@ class LLMReflector:
     def _attempt(self, view: ClusterView, attempt: int, prompt: list, result: Any, spent: _Spent) -> Reflection | None:
         """Parse one answer, counting its tokens into ``spent``; ``None`` when it must be asked again."""
         spent.tokens_in += self._count(prompt)
-        spent.tokens_out += count_tokens(_raw_text(result.get("raw") if isinstance(result, dict) else result), self.encoding)
+        spent.tokens_out += count_tokens(
+            _raw_text(result.get("raw") if isinstance(result, dict) else result), self.encoding
+        )
         try:
             reflection = self._parse(result)
         except (ReflectionError, ValueError) as exc:
