@@ -60,7 +60,7 @@ class _Plan:
 
 
 QUICK = _Plan(timed_rounds=9, demo_rounds=3, latency_calls=30, splits=("test",), per_label=10, seeds=5)
-FULL = _Plan(timed_rounds=16, demo_rounds=12, latency_calls=300, splits=("train", "test"), per_label=None, seeds=10)
+FULL = _Plan(timed_rounds=16, demo_rounds=12, latency_calls=300, splits=("test",), per_label=None, seeds=10)
 
 
 def _distinct(texts: Sequence[str]) -> list[str]:

@@ -140,7 +140,7 @@ def run(ctx: BenchContext) -> SectionResult:
     result = SectionResult("recall")
     sizes = [1_000, 10_000, 100_000]
     runs = 60 if ctx.quick else 200
-    peer_runs = 20 if ctx.quick else 50
+    peer_runs = 20 if ctx.quick else 30
     base_texts, query_texts = _texts(ctx)
     base_texts = base_texts[:2000]
     base_vectors = ctx.embedder.embed(base_texts)
