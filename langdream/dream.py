@@ -159,7 +159,7 @@ class Dreamer:
         async def one(view: ClusterView) -> None:
             nonlocal done
             async with limit:
-                reserved = budget.reserve(prompt_tokens(self.reflector, view))
+                reserved = self._reserve(budget, view)
                 if reserved is None:
                     plan.deferred.add(view.index)
                 else:
@@ -424,6 +424,10 @@ class Dreamer:
     def _budget(self) -> _TokenBudget:
         return _TokenBudget(self.settings.dream_token_budget, self.settings.reflect_answer_tokens)
 
+    def _reserve(self, budget: _TokenBudget, view: ClusterView) -> int | None:
+        """Reserve the reflection's cost; the prompt is counted only when there is a limit to check."""
+        return budget.reserve(prompt_tokens(self.reflector, view) if budget.limit is not None else 0)
+
     def _journal(
         self, plan: _Plan, view: ClusterView, reflection: Reflection, budget: _TokenBudget, reserved: int
     ) -> None:
@@ -437,7 +441,7 @@ class Dreamer:
             plan.llm_calls += 1 if reflection.tokens_in else 0
 
     def _reflect_and_journal(self, plan: _Plan, view: ClusterView, budget: _TokenBudget) -> None:
-        reserved = budget.reserve(prompt_tokens(self.reflector, view))
+        reserved = self._reserve(budget, view)
         if reserved is None:
             plan.deferred.add(view.index)
             return
