@@ -148,7 +148,7 @@ def _baseline(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
     return model.fit(vectors).labels_
 
 
-def _quality(ctx: BenchContext, plan: _Plan, data: LabelledTexts, vectors: np.ndarray) -> dict[str, Any]:
+def _quality(plan: _Plan, data: LabelledTexts, vectors: np.ndarray) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     k = data.n_labels
@@ -228,7 +228,7 @@ def run(ctx: BenchContext) -> SectionResult:
 
     quality: dict[str, Any] = {}
     for data in datasets:
-        figures = _quality(ctx, plan, data, embedded[data.name])
+        figures = _quality(plan, data, embedded[data.name])
         quality[data.name] = figures
         name = "CLINC150" if data.name == "clinc150" else "Banking77"
         ours, peer = figures["v_measure_mean"]["langdream k"], figures["v_measure_mean"]["MiniBatchKMeans"]

@@ -14,7 +14,6 @@ instead of ~1.5 ms.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ import numpy as np
 
 from langdream.errors import DataHomeError
 from langdream.namespace import Namespace, namespace_key
-
-logger = logging.getLogger("langdream.index")
 
 INSIGHTS = "ldi"
 EPISODES = "lde"

@@ -620,13 +620,6 @@ class SQLiteLedger:
         )
         return bool(rows)
 
-    def count_insights(self, namespace: Namespace, status: InsightStatus) -> int:
-        rows = self._read(
-            "SELECT COUNT(*) AS n FROM insights WHERE namespace = ? AND status = ?",
-            (namespace_key(namespace), InsightStatus(status).value),
-        )
-        return int(rows[0]["n"])
-
     def dirty_insights(self, limit: int = 1000) -> list[tuple[Insight, np.ndarray | None]]:
         rows = self._read(
             f"SELECT {_INSIGHT_COLUMNS}, vector FROM insights WHERE index_dirty = 1 ORDER BY id LIMIT ?", (limit,)
