@@ -21,11 +21,30 @@ from langdream.ledger import InsightWrite
 from langdream.namespace import Namespace, namespace_key
 from langdream.reflect import Operation
 from langdream.reflect.extractive import contrast_claim, merge_contrast
-from langdream.types import Episode, Insight, InsightAction, InsightOrigin, InsightStatus
+from langdream.types import Episode, Insight, InsightAction, InsightEffect, InsightHold, InsightOrigin, InsightStatus
+
+# (hold, reason): why a candidate waits for a person instead of for evidence.
+Hold = tuple[InsightHold, str]
 
 # How much one upvote / downvote moves confidence.
 _UPVOTE_STEP = 0.2
 _DOWNVOTE_FACTOR = 0.7
+
+
+_WITHDRAWN = (InsightStatus.RETIRED, InsightStatus.REVOKED)
+
+
+def spread(provenance: Mapping[str, tuple[str | None, str]]) -> tuple[int, int]:
+    """Distinct threads and distinct tasks among evidence episodes given as id -> (thread id, task)."""
+    # An episode without a thread id is its own session.
+    threads = {thread or f"episode:{e}" for e, (thread, _) in provenance.items()}
+    tasks = {" ".join(task.lower().split()) for thread, task in provenance.values()}
+    return len(threads), len(tasks)
+
+
+def held(insight: Insight, hold: Hold) -> Insight:
+    """``insight`` quarantined until a person lifts ``hold``."""
+    return insight.model_copy(update={"hold": hold[0], "status": InsightStatus.QUARANTINED, "status_reason": hold[1]})
 
 
 def insight_id(namespace: Namespace, job_id: str, cluster: int, position: int) -> str:
@@ -49,12 +68,16 @@ class DreamContext:
     episodes: Mapping[str, Episode]  # the job's episodes, for provenance and "shown insight" checks
     # (thread id, task) of evidence from earlier dreams, looked up in the ledger.
     provenance_of: Callable[[list[str]], dict[str, tuple[str | None, str]]]
+    # Claims retired or rejected on their merits, with their vectors: never silently learned again.
+    remembered: list[Insight] = field(default_factory=list)
+    remembered_vectors: np.ndarray | None = None
 
 
 @dataclass
 class _Change:
     insight: Insight
     action: InsightAction
+    cause: str = ""
 
 
 @dataclass
@@ -86,11 +109,7 @@ class InsightBook:
         unknown = [e for e in evidence if e not in known]
         if unknown:
             known.update(self.context.provenance_of(unknown))
-        cited = [(e, known[e]) for e in evidence if e in known]
-        # An episode without a thread id is its own session.
-        threads = {thread or f"episode:{e}" for e, (thread, _) in cited}
-        tasks = {" ".join(task.lower().split()) for _, (_, task) in cited}
-        return len(threads), len(tasks)
+        return spread({e: known[e] for e in evidence if e in known})
 
     def _settle(self, insight: Insight) -> Insight:
         """Recompute support and status after evidence or confidence changed."""
@@ -98,7 +117,9 @@ class InsightBook:
         support = len(insight.evidence)
         threads, tasks = self._spread(insight.evidence)
         status, reason = insight.status, insight.status_reason
-        if insight.status is not InsightStatus.RETIRED:
+        if insight.hold is not None and status is InsightStatus.QUARANTINED:
+            pass  # waits for a person whatever its support; the hold's reason stays
+        elif insight.status not in _WITHDRAWN:
             if insight.confidence < s.retire_confidence:
                 status = InsightStatus.RETIRED
                 reason = f"confidence {insight.confidence:.2f} fell below {s.retire_confidence:.2f} in dream {self.context.job_id}"
@@ -128,12 +149,53 @@ class InsightBook:
             }
         )
 
-    def _record(self, insight: Insight, action: InsightAction) -> None:
+    def _over_cap(self, kind: str) -> bool:
+        """Whether one more change of ``kind`` (new / edited / retired) exceeds this dream's cap."""
+        s = self.context.settings
+        cap = {"new": s.max_new_per_dream, "edited": s.max_edited_per_dream, "retired": s.max_retired_per_dream}[kind]
+        return cap is not None and self.counts.get(f"live_{kind}", 0) >= cap
+
+    def _gate(self, kind: str, hold: Hold | None) -> Hold | None:
+        """The hold a new or reworded claim gets: the guard's, review mode's, or the churn cap's."""
+        if hold is not None:
+            return hold
+        if self.context.settings.review_mode:
+            return InsightHold.REVIEW, f"waits for review: {kind} in dream {self.context.job_id} (review mode is on)"
+        if self._over_cap(kind):
+            return InsightHold.CHURN, f"held for review: over the cap of {kind} insights per dream"
+        self._count(f"live_{kind}")
+        return None
+
+    def remembered_match(self, op: Operation, vector: np.ndarray | None) -> Insight | None:
+        """A retired or rejected insight that said what ``op`` says (same signature or nearly the same vector)."""
+        c = self.context
+        if op.signature:
+            for insight in c.remembered:
+                if insight.signature == op.signature:
+                    return insight
+        if vector is None or c.remembered_vectors is None or not len(c.remembered):
+            return None
+        similarities = c.remembered_vectors @ vector
+        best = int(np.argmax(similarities))
+        return c.remembered[best] if similarities[best] >= c.settings.duplicate_similarity else None
+
+    def _record(self, insight: Insight, action: InsightAction, cause: str = "") -> None:
         previous = self.insights.get(insight.id)
+        if insight.status is InsightStatus.RETIRED and (previous is None or previous.status is not InsightStatus.RETIRED):
+            if self._over_cap("retired"):
+                insight = held(
+                    insight.model_copy(update={"status": previous.status if previous else InsightStatus.QUARANTINED}),
+                    (InsightHold.CHURN, f"retirement held for review: over the cap of retirements per dream ({cause})"),
+                )
+            else:
+                self._count("live_retired")
+                insight = insight.model_copy(update={"remembered": True})
         if previous is not None and (previous.text, previous.applies_when) != (insight.text, insight.applies_when):
             self.vectors.pop(insight.id, None)  # reworded: its vector must be embedded again
         self.insights[insight.id] = insight
-        self.changes.append(_Change(insight, action))
+        self.changes.append(_Change(insight, action, cause or insight.status_reason))
+        if insight.hold is not None and (previous is None or previous.hold is None):
+            self._count(f"held_{insight.hold.value}")
         if insight.status is InsightStatus.RETIRED:
             self.insights.pop(insight.id)
 
@@ -153,14 +215,17 @@ class InsightBook:
                     best, best_sim = self.insights[iid], sim
         return best
 
-    def apply(self, op: Operation, cluster: int, position: int, vector: np.ndarray | None) -> None:
-        """Apply one screened operation. ``vector`` is the candidate's vector, for an add."""
+    def apply(
+        self, op: Operation, cluster: int, position: int, vector: np.ndarray | None, hold: Hold | None = None
+    ) -> None:
+        """Apply one screened operation. ``vector`` is the candidate's vector, for an add; ``hold``
+        is the guard's verdict on its claim (add and edit)."""
         if op.action is InsightAction.ADD:
             existing = self.duplicate_of(op, vector)
             if existing is not None:
-                self._upvote(existing, op)
+                self._upvote(existing, op, hold)
                 return
-            self._add(op, cluster, position, vector)
+            self._add(op, cluster, position, vector, hold)
             return
         target = self.insights.get(op.insight_id or "")
         if target is None:  # retired earlier in this same dream
@@ -176,11 +241,13 @@ class InsightBook:
                 evidence=evidence,
                 confidence=round((target.confidence + op.confidence) / 2, 3),
             )
-            self._record(self._settle(edited), InsightAction.EDIT)
+            gate = self._gate("edited", hold)
+            edited = self._settle(held(edited, gate) if gate else edited)
+            self._record(edited, InsightAction.EDIT, f"edited by the reflector on cluster {cluster}")
             self._count("edited")
         elif op.action is InsightAction.DOWNVOTE:
             lowered = self._stamp(target, confidence=round(target.confidence * _DOWNVOTE_FACTOR, 3))
-            self._record(self._settle(lowered), InsightAction.DOWNVOTE)
+            self._record(self._settle(lowered), InsightAction.DOWNVOTE, f"downvoted by the reflector on cluster {cluster}")
             self._count("downvoted")
         elif op.action is InsightAction.RETIRE:
             retired = self._stamp(
@@ -188,11 +255,11 @@ class InsightBook:
                 status=InsightStatus.RETIRED,
                 status_reason=f"retired by the reflector in dream {self.context.job_id}",
             )
-            self._record(retired, InsightAction.RETIRE)
+            self._record(retired, InsightAction.RETIRE, f"retired by the reflector on cluster {cluster}")
         if op.action in (InsightAction.DOWNVOTE, InsightAction.RETIRE) and self.insights.get(target.id) is None:
             self._count("retired")
 
-    def _add(self, op: Operation, cluster: int, position: int, vector: np.ndarray | None) -> None:
+    def _add(self, op: Operation, cluster: int, position: int, vector: np.ndarray | None, hold: Hold | None) -> None:
         c = self.context
         new = Insight(
             id=insight_id(c.namespace, c.job_id, cluster, position),
@@ -212,13 +279,19 @@ class InsightBook:
             created_at=c.now,
             updated_at=c.now,
         )
-        new = self._settle(new)
-        self._record(new, InsightAction.ADD)
+        if hold is None and (old := self.remembered_match(op, vector)) is not None:
+            hold = (
+                InsightHold.RETIRED_CLAIM,
+                f"says what {old.status.value} insight {old.id} said ({old.status_reason}); a person must approve it",
+            )
+        gate = self._gate("new", hold)
+        new = self._settle(held(new, gate) if gate else new)
+        self._record(new, InsightAction.ADD, f"added by the reflector on cluster {cluster}")
         if vector is not None:
             self.vectors[new.id] = vector
         self._count("added")
 
-    def _upvote(self, target: Insight, op: Operation) -> None:
+    def _upvote(self, target: Insight, op: Operation, hold: Hold | None = None) -> None:
         fresh = [e for e in self._independent(target.id, op.evidence) if e not in target.evidence]
         if not fresh:
             return
@@ -233,11 +306,22 @@ class InsightBook:
                 action = InsightAction.EDIT
         else:
             update["confidence"] = round(target.confidence + (1 - target.confidence) * _UPVOTE_STEP, 3)
-        self._record(self._settle(self._stamp(target, **update)), action)
+        upvoted = self._stamp(target, **update)
+        if action is InsightAction.EDIT and (gate := self._gate("edited", hold)) is not None:
+            upvoted = held(upvoted, gate)
+        self._record(self._settle(upvoted), action, f"supported again by cluster evidence ({len(fresh)} new episodes)")
         self._count("edited" if action is InsightAction.EDIT else "upvoted")
 
+    def retire_for_drift(self, insight: Insight, effect: InsightEffect, reason: str) -> None:
+        """Retire an active insight whose runs did clearly worse when shown it (the drift guard)."""
+        retired = self._stamp(insight, status=InsightStatus.RETIRED, status_reason=f"drift guard: {reason}")
+        self._record(retired, InsightAction.RETIRE, f"drift guard: {reason}")
+        if self.insights.get(insight.id) is None:
+            self._count("retired")
+            self._count("drift_retired")
+
     def writes(self, vector_for: Callable[[Insight], np.ndarray | None]) -> list[InsightWrite]:
-        return [InsightWrite(ch.insight, ch.action, vector_for(ch.insight)) for ch in self.changes]
+        return [InsightWrite(ch.insight, ch.action, vector_for(ch.insight), cause=ch.cause) for ch in self.changes]
 
 
-__all__ = ["DreamContext", "InsightBook", "insight_id", "insight_text_for_embedding"]
+__all__ = ["DreamContext", "Hold", "InsightBook", "held", "insight_id", "insight_text_for_embedding", "spread"]

@@ -51,7 +51,7 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-insights_app = typer.Typer(help="List and inspect insights.", no_args_is_help=True)
+insights_app = typer.Typer(help="List, explain and review insights.", no_args_is_help=True)
 episodes_app = typer.Typer(help="List and inspect recorded episodes.", no_args_is_help=True)
 app.add_typer(insights_app, name="insights")
 app.add_typer(episodes_app, name="episodes")
@@ -193,12 +193,12 @@ def dream(
 @insights_app.command("list")
 def insights_list(
     namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Only this namespace (labels joined by '/')."),
-    status: str = typer.Option("active", "--status", "-s", help="active, quarantined, retired or all."),
+    status: str = typer.Option("active", "--status", "-s", help="active, quarantined, retired, revoked or all."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List insights."""
-    if status not in ("active", "quarantined", "retired", "all"):
-        raise LangDreamError(f"unknown status {status!r}", hint="use active, quarantined, retired or all")
+    if status not in ("active", "quarantined", "retired", "revoked", "all"):
+        raise LangDreamError(f"unknown status {status!r}", hint="use active, quarantined, retired, revoked or all")
     with memory() as mem:
         found = mem.insights(namespace, status=status)  # type: ignore[arg-type]
     if as_json:
@@ -246,6 +246,160 @@ def insights_show(
     out.print("  history:")
     for v in history:
         out.print(f"    v{v.version} {v.created_at:%Y-%m-%d %H:%M} {v.action.value:<8} {v.status.value:<11} dream {v.job_id}")
+
+
+@insights_app.command("explain")
+def insights_explain(
+    insight_id: str = typer.Argument(..., help="The insight's id (see `insights list`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole explanation as JSON."),
+) -> None:
+    """Why this insight is believed: every version with who changed it and why, its evidence
+    episodes with their outcomes, the dream jobs, and how runs shown it went."""
+    with memory() as mem:
+        explained = mem.explain(insight_id)
+    if as_json:
+        emit_json(explained.model_dump(mode="json"))
+        return
+    insight = explained.insight
+    hold = f", held: {insight.hold.value}" if insight.hold else ""
+    out.print(f"[bold]{insight.id}[/bold]  {insight.status.value}{hold} — {insight.status_reason}", highlight=False)
+    out.print(f"  {insight.display_text()}", markup=False)
+    out.print(f"  applies: {insight.applies_when or '-'}; namespace {format_namespace(insight.namespace)}", markup=False)
+    out.print("  versions:")
+    for v in explained.versions:
+        source = f"dream {v.job_id} ({v.model_id}, {v.prompt_version})" if v.actor == "dream" else v.actor
+        out.print(
+            f"    v{v.version} #{v.seq} {v.created_at:%Y-%m-%d %H:%M} {v.action.value:<8} → {v.status.value:<11} "
+            f"support {v.support}/{v.threads} threads, conf. {v.confidence:.2f}; {source}: {v.cause}",
+            markup=False,
+        )
+    out.print(
+        f"  evidence: {len(explained.evidence)} episodes "
+        f"({explained.successes()} succeeded, {explained.failures()} failed)"
+    )
+    for e in explained.evidence[:20]:
+        shown = " [was shown this insight]" if e.shown_this_insight else ""
+        task = (e.task or "(forgotten)")[:80]
+        out.print(f"    {e.id}  {e.outcome:<9} thread {e.thread_id or '-'}  {task}{shown}", markup=False)
+    if len(explained.evidence) > 20:
+        out.print(f"    … and {len(explained.evidence) - 20} more (--json lists all)")
+    out.print("  dreams:")
+    for job in explained.jobs:
+        out.print(f"    {job.id}  {job.status}  {job.created_at:%Y-%m-%d %H:%M}  {len(job.episodes)} episodes, {job.model_id}")
+    effect = explained.effect
+    out.print(
+        f"  effect: shown to {effect.shown} runs ({effect.shown_successes} succeeded); "
+        f"{effect.unshown} comparable runs not shown it ({effect.unshown_successes} succeeded)"
+    )
+
+
+@insights_app.command("review")
+def insights_review(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the quarantined insights that wait for a person, with why (approve / reject / retire them)."""
+    with memory() as mem:
+        held = mem.review_queue(namespace)
+    if as_json:
+        emit_json([insight_json(i) for i in held])
+        return
+    table = Table("namespace", "hold", "support", "insight", "reason")
+    table.add_column("id", no_wrap=True)
+    for i in held:
+        table.add_row(format_namespace(i.namespace), i.hold.value if i.hold else "", str(i.support), i.display_text(), i.status_reason, i.id)
+    out.print(table if held else "nothing waits for review")
+
+
+def _person_action(action: str, insight_id: str, note: str, actor: Optional[str], as_json: bool) -> None:
+    with memory() as mem:
+        insight = getattr(mem, action)(insight_id, actor=actor, note=note)
+    if as_json:
+        emit_json(insight_json(insight))
+    else:
+        out.print(f"{insight.id}: {insight.status.value} — {insight.status_reason}", markup=False)
+
+
+_NOTE = typer.Option("", "--note", help="Why (kept in the insight's history).")
+_ACTOR = typer.Option(None, "--actor", help="Who acts (default person:<login name>).")
+_JSON = typer.Option(False, "--json", help="Print the insight as JSON.")
+
+
+@insights_app.command("approve")
+def insights_approve(insight_id: str = typer.Argument(..., help="A quarantined insight's id."), note: str = _NOTE, actor: Optional[str] = _ACTOR, as_json: bool = _JSON) -> None:
+    """Lift an insight's hold; it becomes active once its support is earned."""
+    _person_action("approve", insight_id, note, actor, as_json)
+
+
+@insights_app.command("reject")
+def insights_reject(insight_id: str = typer.Argument(..., help="The insight's id."), note: str = _NOTE, actor: Optional[str] = _ACTOR, as_json: bool = _JSON) -> None:
+    """Revoke an insight (dreams will not learn it again silently); for a held edit, undo the edit."""
+    _person_action("reject", insight_id, note, actor, as_json)
+
+
+@insights_app.command("retire")
+def insights_retire(insight_id: str = typer.Argument(..., help="The insight's id."), note: str = _NOTE, actor: Optional[str] = _ACTOR, as_json: bool = _JSON) -> None:
+    """Retire an insight by your decision (remembered like one retired by evidence)."""
+    _person_action("retire", insight_id, note, actor, as_json)
+
+
+@app.command()
+def jobs(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Only this namespace."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List dream jobs, newest first (their ids are what `rollback --to-dream` takes)."""
+    with memory() as mem:
+        found = mem.jobs(namespace, limit=limit)
+    if as_json:
+        emit_json([j.model_dump(mode="json", exclude={"episodes", "clusters", "cluster_ids", "noise"}) for j in found])
+        return
+    table = Table("namespace", "status", "created", "episodes", "result")
+    table.add_column("id", no_wrap=True)
+    for j in found:
+        result = j.report.summary() if j.report else "-"
+        table.add_row(format_namespace(j.namespace), j.status, f"{j.created_at:%Y-%m-%d %H:%M}", str(len(j.episodes)), result, j.id)
+    out.print(table if found else "no dream jobs yet")
+
+
+@app.command()
+def rollback(
+    to_dream: str = typer.Option(..., "--to-dream", help="The dream job to go back to (see `langdream jobs`)."),
+    actor: Optional[str] = _ACTOR,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Restore a namespace's insights to what they were right after dream JOB; later ones are revoked."""
+    with memory() as mem:
+        report = mem.rollback(to_dream, actor=actor)
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        out.print(
+            f"{format_namespace(report.namespace)}: back to dream {report.to_dream}: {len(report.restored)} restored, "
+            f"{len(report.revoked)} revoked, {report.unchanged} unchanged"
+        )
+
+
+@app.command()
+def forget(
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Forget this whole namespace (or narrow the others to it)."),
+    episode: Optional[list[str]] = typer.Option(None, "--episode", help="Forget this episode (id or run id); repeatable."),
+    thread: Optional[str] = typer.Option(None, "--thread", help="Forget every episode of this thread."),
+    actor: Optional[str] = _ACTOR,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Delete episodes and everything derived from them; insights that cited them are recounted."""
+    with memory() as mem:
+        report = mem.forget(namespace=namespace, episode=episode or None, thread=thread, actor=actor)
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+    out.print(
+        f"forgot {report.episodes} episodes; insights: {report.insights_deleted} deleted with their namespace, "
+        f"{report.insights_revoked} revoked, {report.insights_updated} recounted; "
+        f"data home {report.bytes_before:,} → {report.bytes_after:,} bytes"
+    )
 
 
 @episodes_app.command("list")

@@ -81,6 +81,21 @@ DEFAULT_MIN_THREADS = 2
 DEFAULT_MIN_CONFIDENCE = 0.6
 DEFAULT_RETIRE_CONFIDENCE = 0.15
 
+# Review mode: every new or edited insight waits (quarantined, held "review") until a person
+# approves it with `langdream insights approve`.
+DEFAULT_REVIEW_MODE = False
+# Caps on one dream's churn per namespace; the excess is held for review. None for no cap.
+DEFAULT_MAX_NEW_PER_DREAM: int | None = None
+DEFAULT_MAX_EDITED_PER_DREAM: int | None = None
+DEFAULT_MAX_RETIRED_PER_DREAM: int | None = None
+
+# Drift guard: an active insight is retired when runs that were shown it succeeded clearly less
+# often than comparable runs that were not: at least this many runs on each side, a success rate
+# lower by at least the margin, and a one-sided two-proportion z statistic beyond drift_z.
+DEFAULT_DRIFT_MIN_RUNS = 10
+DEFAULT_DRIFT_MARGIN = 0.2
+DEFAULT_DRIFT_Z = 1.645
+
 # Idle-time scheduler.
 DEFAULT_IDLE_SECONDS = 300.0
 DEFAULT_DREAM_EVERY_EPISODES = 50
@@ -147,6 +162,14 @@ class Settings(BaseModel):
     min_threads: int = Field(default=DEFAULT_MIN_THREADS, ge=1)
     min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
     retire_confidence: float = Field(default=DEFAULT_RETIRE_CONFIDENCE, ge=0.0, le=1.0)
+
+    review_mode: bool = Field(default=DEFAULT_REVIEW_MODE)
+    max_new_per_dream: int | None = Field(default=DEFAULT_MAX_NEW_PER_DREAM, ge=0)
+    max_edited_per_dream: int | None = Field(default=DEFAULT_MAX_EDITED_PER_DREAM, ge=0)
+    max_retired_per_dream: int | None = Field(default=DEFAULT_MAX_RETIRED_PER_DREAM, ge=0)
+    drift_min_runs: int = Field(default=DEFAULT_DRIFT_MIN_RUNS, ge=1)
+    drift_margin: float = Field(default=DEFAULT_DRIFT_MARGIN, ge=0.0, le=1.0)
+    drift_z: float = Field(default=DEFAULT_DRIFT_Z, ge=0.0)
 
     busy_timeout_seconds: float = Field(default=DEFAULT_BUSY_TIMEOUT_SECONDS, gt=0)
 

@@ -29,19 +29,31 @@ from langdream.cluster import cluster
 from langdream.config import Settings
 from langdream.embed import Embedder, check_embedding_model
 from langdream.errors import ReflectionError
-from langdream.guard import screen
+from langdream.guard import claim_hold, drift_verdict, redact_operation, screen
+from langdream.guard.redact import redact_text
 from langdream.index import ChromaIndex
-from langdream.ledger import ClusterWrite, Ledger, LedgerConflict
+from langdream.ledger import ClusterWrite, Exposure, Ledger, LedgerConflict
 from langdream.namespace import Namespace, format_namespace, namespace_key
 from langdream.recall import learned_nearby
 from langdream.reflect import ClusterView, Operation, Reflection, Reflector, prompt_tokens
-from langdream.types import DreamJob, DreamReport, Episode, Insight, InsightStatus, new_cluster_id, utcnow
+from langdream.types import (
+    DreamJob,
+    DreamReport,
+    Episode,
+    Insight,
+    InsightAction,
+    InsightStatus,
+    new_cluster_id,
+    utcnow,
+)
 
 logger = logging.getLogger("langdream.dream")
 
 # progress(stage, done, total): stages are "embed", "reflect", "apply".
 Progress = Callable[[str, int, int], None]
 _LIVE = (InsightStatus.ACTIVE, InsightStatus.QUARANTINED)
+# How many of a lasting cluster's recent members the drift guard reads to find its insights.
+_RELATED_MEMBERS = 200
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -431,11 +443,13 @@ class Dreamer:
     def _journal(
         self, plan: _Plan, view: ClusterView, reflection: Reflection, budget: _TokenBudget, reserved: int
     ) -> None:
-        operations = json.dumps([op.model_dump(mode="json") for op in reflection.operations])
-        self.ledger.save_output(plan.job.id, view.index, reflection.raw, operations)
+        # Journaled redacted: a model can write a secret it was never shown.
+        kept = [redact_operation(op) for op in reflection.operations]
+        operations = json.dumps([op.model_dump(mode="json") for op in kept])
+        self.ledger.save_output(plan.job.id, view.index, redact_text(reflection.raw)[0], operations)
         budget.settle(reserved, reflection.tokens_in + reflection.tokens_out)
         with plan.lock:
-            plan.outputs[view.index] = reflection.operations
+            plan.outputs[view.index] = kept
             plan.tokens_in += reflection.tokens_in
             plan.tokens_out += reflection.tokens_out
             plan.llm_calls += 1 if reflection.tokens_in else 0
@@ -462,18 +476,34 @@ class Dreamer:
             episodes=plan.episodes,
             provenance_of=lambda ids: {e.id: (e.thread_id, e.task) for e in self.ledger.get_episodes(ids)},
         )
+        context.remembered, context.remembered_vectors = self.ledger.remembered_claims(job.namespace)
         book = InsightBook(context, {i.id: i for i in live}, dict(zip((i.id for i in live), live_vectors)))
+        self._drift_guard(plan, book)
         screened = [
-            (view, screen(plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]))
+            (
+                view,
+                [
+                    redact_operation(op)
+                    for op in screen(
+                        plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]
+                    ).kept
+                ],
+            )
             for view in plan.views
         ]
-        adds = [op for _, s in screened for op in s.kept if op.claim]
+        adds = [op for _, kept in screened for op in kept if op.claim]
         candidate_vectors = dict(
             zip(map(id, adds), self._text_vectors([(op.claim or "", op.applies_when or "") for op in adds]))
         )
-        for done, (view, s) in enumerate(screened, start=1):
-            for position, op in enumerate(s.kept):
-                book.apply(op, view.index, position, candidate_vectors.get(id(op)))
+        for done, (view, kept) in enumerate(screened, start=1):
+            for position, op in enumerate(kept):
+                hold = None
+                if op.claim and op.action in (InsightAction.ADD, InsightAction.EDIT):
+                    evidence = [plan.episodes[e] for e in op.evidence if e in plan.episodes]
+                    hold = claim_hold(
+                        op, evidence, origin=self.reflector.origin, min_support=self.settings.min_support
+                    )
+                book.apply(op, view.index, position, candidate_vectors.get(id(op)), hold)
             progress("apply", done, len(screened))
         final = {ch.insight.id: ch.insight for ch in book.changes}
         reworded = [i for i in final.values() if i.id not in book.vectors]
@@ -492,6 +522,8 @@ class Dreamer:
             downvoted=counts.get("downvoted", 0),
             retired=counts.get("retired", 0),
             quarantined=sum(1 for i in final.values() if i.status is InsightStatus.QUARANTINED),
+            held={k.removeprefix("held_"): n for k, n in counts.items() if k.startswith("held_")},
+            drift_retired=counts.get("drift_retired", 0),
             joined=plan.joined,
             waiting=plan.waiting,
             deferred=len(plan.deferred),
@@ -529,6 +561,47 @@ class Dreamer:
         self.sync_index()
         logger.info("dream %s", report.summary())
         return report
+
+    def _drift_guard(self, plan: _Plan, book: InsightBook) -> None:
+        """Tally the job's runs against the insights they relate to, then retire the active
+        insights whose shown runs did clearly worse than comparable runs that were not shown them.
+
+        A run relates to the insights it was shown, and (as a comparable run) to the active
+        insights learned from its cluster. The tally is keyed by run, so storing it before the
+        apply transaction is safe: a rerun stores the same rows.
+        """
+        own = dict(plan.job.episodes)
+        exposures: dict[tuple[str, str], Exposure] = {}
+        for view in plan.views:
+            # Its cluster's earlier members, beyond those shown to the reflector, name what the
+            # insights of this cluster are.
+            members = self.ledger.cluster_members(plan.job.cluster_ids[view.index], _RELATED_MEMBERS)
+            cited = [*(e.id for e in view.episodes), *members]
+            related = set(self.ledger.insights_citing(cited, [InsightStatus.ACTIVE]))
+            for e in view.episodes:
+                if e.id in own and e.outcome.known:
+                    for insight_id in related - set(e.injected_insight_ids):
+                        exposures[insight_id, e.id] = Exposure(insight_id, e.id, False, bool(e.outcome.success))
+        for episode_id in own:
+            e = plan.episodes.get(episode_id)
+            if e is not None and e.outcome.known:
+                for insight_id in e.injected_insight_ids:
+                    exposures[insight_id, e.id] = Exposure(insight_id, e.id, True, bool(e.outcome.success))
+        if not exposures:
+            return
+        self.ledger.record_exposures(list(exposures.values()))
+        for insight_id, effect in sorted(self.ledger.effects([x.insight_id for x in exposures.values()]).items()):
+            insight = book.insights.get(insight_id)
+            if insight is None or insight.status is not InsightStatus.ACTIVE:
+                continue
+            reason = drift_verdict(
+                effect,
+                min_runs=self.settings.drift_min_runs,
+                margin=self.settings.drift_margin,
+                z=self.settings.drift_z,
+            )
+            if reason is not None:
+                book.retire_for_drift(insight, effect, reason)
 
     def _text_vectors(self, items: list[tuple[str, str]]) -> list[np.ndarray]:
         """Index vectors of insights, from their wording (``applies_when`` and claim)."""

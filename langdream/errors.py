@@ -11,6 +11,8 @@ Every error carries a ``hint`` that says how to fix the problem; ``str(error)`` 
     ├── NamespaceError
     │   └── UnknownNamespaceError
     ├── NotFoundError
+    ├── LifecycleError
+    ├── UsageError
     ├── IngestError
     ├── EmbeddingError
     ├── GraphShapeError
@@ -63,6 +65,14 @@ class UnknownNamespaceError(NamespaceError):
 
 class NotFoundError(LangDreamError):
     """An episode, insight or dream job id does not exist."""
+
+
+class LifecycleError(LangDreamError):
+    """An insight is not in a state that allows the change (approving a retired insight, say)."""
+
+
+class UsageError(LangDreamError):
+    """A call asks for something langdream refuses to guess at, such as a delete with no filter."""
 
 
 class IngestError(LangDreamError):

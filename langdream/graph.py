@@ -179,7 +179,10 @@ class _Runner:
         if self.mode == "messages" and isinstance(run.input, Mapping) and key in run.input:
             messages = list(run.input[key])
             if recall.text:
-                run.input = {**run.input, key: [recall_message(recall.text), *messages]}
+                # After the agent's own instructions (leading system messages), before the turn.
+                lead = next((p for p, m in enumerate(messages) if m.type != "system"), len(messages))
+                messages[lead:lead] = [recall_message(recall.text)]
+                run.input = {**run.input, key: messages}
             elif thread_has_recall:
                 # Nothing to recall this turn: take the last turn's lessons out of the thread.
                 run.input = {**run.input, key: [remove_recall_message(), *messages]}

@@ -23,7 +23,11 @@ from langdream.apply import insight_text_for_embedding
 from langdream.config import DEFAULT_NAMESPACE, Settings, resolve_home
 from langdream.dream import Dreamer, Progress
 from langdream.embed import EMBEDDING_MODEL_KEY, Embedder
-from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError
+from langdream import lifecycle
+from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError, UsageError
+from langdream.forget import plan_forget
+from langdream.guard import sanitize_episode
+from langdream.guard.redact import redact_text
 from langdream.index import ChromaIndex
 from langdream.ingest import IngestReport, read_jsonl
 from langdream.ledger.sqlite import SQLiteLedger
@@ -32,14 +36,18 @@ from langdream.recall import Recaller
 from langdream.reflect import Reflector
 from langdream.reflect.extractive import ExtractiveReflector
 from langdream.types import (
+    DreamJob,
     DreamReport,
     Episode,
+    Explanation,
+    ForgetReport,
     Insight,
     InsightStatus,
     InsightVersion,
     NamespaceStats,
     Outcome,
     Recall,
+    RollbackReport,
 )
 
 logger = logging.getLogger("langdream")
@@ -49,7 +57,7 @@ INDEX_DIR = "chroma"
 # Settings saved in the data home are the base of every DreamMemory opened on it, so a cron
 # `langdream dream` uses the application's thresholds and model.
 SETTINGS_FILE = "settings.json"
-StatusFilter = Literal["active", "quarantined", "retired", "all"]
+StatusFilter = Literal["active", "quarantined", "retired", "revoked", "all"]
 _INGEST_BATCH = 500
 _LOCK_POLL_SECONDS = 0.05
 
@@ -191,7 +199,12 @@ class DreamMemory:
     # -- recording ---------------------------------------------------------------------------
 
     def record(self, episode: Episode) -> bool:
-        """Store one episode (one ledger write). Returns False if its id was already stored."""
+        """Store one episode (one ledger write). Returns False if its id was already stored.
+
+        Secrets and PII are redacted and role-like markup is neutralised first; the episode's
+        ``metadata["langdream"]`` counts what was changed.
+        """
+        episode = sanitize_episode(episode)
         added = self.ledger.add_episodes([episode])[0]
         if added:
             for listener in list(self._listeners):
@@ -229,7 +242,7 @@ class DreamMemory:
         outcome = Outcome(
             success=current.success if success is None else success,
             score=current.score if score is None else score,
-            feedback=current.feedback if feedback is None else feedback,
+            feedback=current.feedback if feedback is None else redact_text(feedback)[0],
         )
         return self.ledger.set_outcome(episode.id, outcome)
 
@@ -262,7 +275,7 @@ class DreamMemory:
 
         for _, item in read_jsonl(path, default):
             if isinstance(item, Episode):
-                batch.append(item)
+                batch.append(sanitize_episode(item))
                 if len(batch) >= _INGEST_BATCH:
                     flush()
             else:
@@ -428,3 +441,129 @@ class DreamMemory:
         """Every version of an insight, oldest first: what changed, in which dream, by which model."""
         self.insight(insight_id)
         return self.ledger.insight_history(insight_id)
+
+    def jobs(self, namespace: str | Sequence[str] | None = None, *, limit: int = 50) -> list[DreamJob]:
+        """Dream jobs, newest first: their ids are what ``rollback`` and ``explain`` name."""
+        ns = self.require_namespace(namespace) if namespace is not None else None
+        return self.ledger.list_jobs(ns, limit=limit)
+
+    # -- trust: explain, review, roll back, forget -------------------------------------------
+
+    def explain(self, insight_id: str) -> Explanation:
+        """Why this memory believes an insight: every version (who changed it, why, in which dream,
+        with which model and prompt), its evidence episodes with their outcomes, the dream jobs,
+        and how runs went that were shown it against comparable runs that were not."""
+        return lifecycle.explain(self.ledger, insight_id)
+
+    def review_queue(self, namespace: str | Sequence[str] | None = None) -> list[Insight]:
+        """Quarantined insights that wait for a person (``insight.hold`` says why), oldest first."""
+        ns = self.require_namespace(namespace) if namespace is not None else None
+        held = [i for i in self.ledger.list_insights(ns, statuses=[InsightStatus.QUARANTINED]) if i.hold is not None]
+        return sorted(held, key=lambda i: (i.updated_at, i.id))
+
+    def _commit(self, writes: list) -> None:
+        self.ledger.write_insights(writes)
+        self._dreamer(None).sync_index()
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.embed(texts)
+
+    def approve(self, insight_id: str, *, actor: str | None = None, note: str = "") -> Insight:
+        """Lift the hold of a quarantined insight; it becomes active once its support is earned."""
+        with self._dream_lock:
+            write = lifecycle.approve(self.ledger, self.settings, insight_id, actor or lifecycle.default_actor(), note)
+            self._commit([write])
+        return self.insight(insight_id)
+
+    def reject(self, insight_id: str, *, actor: str | None = None, note: str = "") -> Insight:
+        """Revoke an insight (remembered: dreams will not learn it again silently); for a held
+        edit of an approved insight, undo the edit instead."""
+        with self._dream_lock:
+            write = lifecycle.reject(
+                self.ledger, self.settings, self._embed_texts, insight_id, actor or lifecycle.default_actor(), note
+            )
+            self._commit([write])
+        return self.insight(insight_id)
+
+    def retire(self, insight_id: str, *, actor: str | None = None, note: str = "") -> Insight:
+        """Retire an insight by a person's decision (remembered like one retired by evidence)."""
+        with self._dream_lock:
+            write = lifecycle.retire(self.ledger, insight_id, actor or lifecycle.default_actor(), note)
+            self._commit([write])
+        return self.insight(insight_id)
+
+    def rollback(self, to_dream: str, *, actor: str | None = None) -> RollbackReport:
+        """Put the insight set of that dream's namespace back to what it was right after that dream."""
+        with self._dream_lock:
+            report, writes = lifecycle.rollback(
+                self.ledger, self.settings, self._embed_texts, to_dream, actor or lifecycle.default_actor()
+            )
+            self._commit(writes)
+        return report
+
+    def forget(
+        self,
+        *,
+        namespace: str | Sequence[str] | None = None,
+        episode: str | Sequence[str] | None = None,
+        thread: str | None = None,
+        actor: str | None = None,
+    ) -> ForgetReport:
+        """Delete episodes and what was derived from them, leaving no copy of their text in the data home.
+
+        ``namespace`` alone forgets the whole namespace (its episodes, insights, dream jobs and
+        index); ``episode`` (ids or run ids) and ``thread`` forget those runs, narrowed to
+        ``namespace`` when it is given too. Insights that cited forgotten runs get their support
+        recomputed: active ones that fall below the threshold are revoked, and those that quoted a
+        forgotten run or have no evidence left lose their text. Then the ledger is vacuumed and its
+        WAL emptied. A call with no filter is refused.
+        """
+        if namespace is None and not episode and thread is None:
+            raise UsageError(
+                "refusing to forget with no filter: that would delete everything",
+                hint="name what to forget: namespace=..., episode=... or thread=... (CLI: --namespace/--episode/--thread)",
+            )
+        ns = parse_namespace(namespace) if namespace is not None else None
+        episode_ids = [episode] if isinstance(episode, str) else list(episode or [])
+        whole = ns if not episode_ids and thread is None else None
+        actor = actor or lifecycle.default_actor()
+        before = _disk_bytes(self.home)
+        with self._dream_lock:
+            forgotten = self.ledger.episode_ids_where(namespace=ns, episode_ids=episode_ids, thread_id=thread)
+            if not forgotten and (whole is None or not self.ledger.has_namespace(whole)):
+                return ForgetReport(bytes_before=before, bytes_after=before)
+            plan, updated, revoked = plan_forget(self.ledger, self.index, self.settings, forgotten, whole, actor)
+            deleted = len(self.ledger.list_insights(whole)) if whole is not None else 0
+            self.ledger.forget(plan)
+            if whole is not None:
+                self.index.drop_namespace(whole)
+            else:
+                self.index.delete_episodes([i for i, _ in forgotten], [n for _, n in forgotten])
+                for touched in {n for _, n in forgotten}:
+                    self.index.rebuild_episodes(touched)
+            self._dreamer(None).sync_index()
+            self.ledger.compact()
+            self.index.vacuum()
+        logger.info("forgot %d episodes (%s)", len(forgotten), actor)
+        return ForgetReport(
+            episodes=len(forgotten),
+            namespaces=sorted({n for _, n in forgotten} | ({whole} if whole else set())),
+            insights_deleted=deleted,
+            insights_updated=updated,
+            insights_revoked=revoked,
+            bytes_before=before,
+            bytes_after=_disk_bytes(self.home),
+        )
+
+    async def aforget(self, **kwargs: Any) -> ForgetReport:
+        return await asyncio.to_thread(self.forget, **kwargs)
+
+    async def aexplain(self, insight_id: str) -> Explanation:
+        return await asyncio.to_thread(self.explain, insight_id)
+
+    async def arollback(self, to_dream: str, *, actor: str | None = None) -> RollbackReport:
+        return await asyncio.to_thread(self.rollback, to_dream, actor=actor)
+
+
+def _disk_bytes(home: Path) -> int:
+    return sum(p.stat().st_size for p in home.rglob("*") if p.is_file())

@@ -21,10 +21,13 @@ from langdream.namespace import Namespace
 from langdream.tokens import count_tokens
 from langdream.types import Insight, InsightOrigin, InsightStatus, Recall, RecalledInsight, utcnow
 
+# The recalled lessons form one labelled block: a header that says they are advisory and that
+# the agent's own instructions win, and a footer, so the model can tell where they end.
 HEADER = (
     "[langdream] Lessons from this agent's earlier runs on similar tasks (advisory).\n"
     "Use them where they fit; your own instructions take precedence over them."
 )
+FOOTER = "[end of langdream lessons]"
 # Candidates fetched from the index per insight finally shown, before scoring and filtering.
 _OVERFETCH = 4
 _MIN_FRESHNESS = 0.25
@@ -72,15 +75,15 @@ def format_line(number: int, insight: Insight) -> str:
         applies = f" Applies {when}."
     else:
         applies = f" Applies to {when}."
-    return (
-        f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
-    )
+    # One line per lesson: a claim cannot start a line of its own that poses as a header or a role.
+    line = f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
+    return " ".join(line.split())
 
 
 def format_recall(insights: list[Insight]) -> str:
     if not insights:
         return ""
-    return "\n".join([HEADER, *(format_line(n, i) for n, i in enumerate(insights, start=1))])
+    return "\n".join([HEADER, *(format_line(n, i) for n, i in enumerate(insights, start=1)), FOOTER])
 
 
 class Recaller:

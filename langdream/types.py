@@ -95,15 +95,33 @@ class Episode(_Model):
 
 
 class InsightStatus(str, enum.Enum):
-    """Where an insight is in its life.
+    """Where an insight is in its life: quarantined → active → retired / revoked.
 
-    ``quarantined`` insights are held back from recall (not yet enough support, or flagged);
-    ``active`` ones are recalled; ``retired`` ones were withdrawn by evidence or a person.
+    ``quarantined`` insights are held back from recall: not yet enough support, or held for a
+    person (see ``InsightHold``); ``active`` ones are recalled; ``retired`` ones were withdrawn
+    on their merits (by evidence, the drift guard or a person's ``retire``); ``revoked`` ones were
+    withdrawn by a person's ``reject`` or ``rollback``, or because their sources were forgotten.
     """
 
     QUARANTINED = "quarantined"
     ACTIVE = "active"
     RETIRED = "retired"
+    REVOKED = "revoked"
+
+
+class InsightHold(str, enum.Enum):
+    """Why a quarantined insight waits for a person rather than for more evidence.
+
+    A held insight never becomes active by support alone: ``langdream insights approve`` lifts
+    the hold (it then becomes active once its support is earned), ``reject`` revokes it.
+    """
+
+    REVIEW = "review"  # review mode: every new or edited insight waits for a person
+    INJECTION = "injection"  # the claim instructs the agent to do something an attacker would want
+    UNGROUNDED = "ungrounded"  # the claim names specifics its evidence episodes do not contain
+    COPIED = "copied"  # the claim repeats text a tool returned, rather than a lesson
+    CHURN = "churn"  # over the per-dream cap of new / edited / retired insights
+    RETIRED_CLAIM = "retired_claim"  # it says what an insight that was retired or rejected said
 
 
 class InsightOrigin(str, enum.Enum):
@@ -122,6 +140,10 @@ class Insight(_Model):
     applies_when: str = ""
     status: InsightStatus
     status_reason: str = ""
+    hold: InsightHold | None = Field(default=None, description="why it waits for a person, when it does")
+    remembered: bool = Field(
+        default=False, description="retired or rejected on its merits: a dream will not silently learn it again"
+    )
     origin: InsightOrigin
     evidence: list[str] = Field(default_factory=list, description="episode ids that support it")
     support: int = 0
@@ -143,29 +165,54 @@ class Insight(_Model):
 
 
 class InsightAction(str, enum.Enum):
-    """What one change did to an insight; every change is one version in its history."""
+    """What one change did to an insight; every change is one version (an event) in its history.
+
+    Dreams add, edit, upvote, downvote and retire; people approve, reject, retire and roll back
+    (restore / revoke); forgetting episodes recomputes the support of what cited them (forget).
+    """
 
     ADD = "add"
     EDIT = "edit"
     UPVOTE = "upvote"
     DOWNVOTE = "downvote"
     RETIRE = "retire"
+    APPROVE = "approve"
+    REJECT = "reject"
+    RESTORE = "restore"
+    REVOKE = "revoke"
+    FORGET = "forget"
+
+
+# Who changed an insight: a dream, or a person / command (``person:<name>``), see InsightVersion.actor.
+DREAM_ACTOR = "dream"
 
 
 class InsightVersion(_Model):
-    """One entry of an insight's history: what changed, why, and in which dream."""
+    """One entry of an insight's history, appended and never changed: what changed, why, by whom.
+
+    ``seq`` orders every event of the data home; ``actor`` is ``"dream"`` for a dream's changes
+    (then ``job_id``, ``model_id`` and ``prompt_version`` name it) or who acted otherwise
+    (``person:<name>``, ``forget``); ``cause`` says why in words.
+    """
 
     insight_id: str
     version: int
+    seq: int = 0
     action: InsightAction
+    actor: str = DREAM_ACTOR
+    cause: str = ""
     status: InsightStatus
     status_reason: str = ""
+    hold: InsightHold | None = None
+    remembered: bool = False
     text: str
     applies_when: str = ""
     evidence: list[str] = Field(default_factory=list)
     support: int = 0
     threads: int = 0
+    tasks: int = 0
     confidence: float = 0.5
+    stats: dict[str, Any] = Field(default_factory=dict)
     job_id: str = ""
     model_id: str = ""
     prompt_version: str = ""
@@ -186,6 +233,10 @@ class DreamReport(_Model):
     downvoted: int = 0
     retired: int = 0
     quarantined: int = Field(default=0, description="insights this dream changed that wait in quarantine")
+    held: dict[str, int] = Field(
+        default_factory=dict, description="insights this dream held for a person, by hold (review, injection, ...)"
+    )
+    drift_retired: int = Field(default=0, description="insights the drift guard retired (included in retired)")
     joined: int = Field(default=0, description="new episodes that joined clusters of earlier dreams")
     waiting: int = Field(default=0, description="episodes that joined a cluster but wait for more company")
     deferred: int = Field(default=0, description="clusters left for a later dream by the token budget")
@@ -214,6 +265,8 @@ class DreamReport(_Model):
             f"{where}: {self.episodes} episodes, {self.clusters} clusters ({self.noise} unclustered); "
             f"+{self.added} new, {self.edited} edited, {self.upvoted} upvoted, {self.downvoted} downvoted, "
             f"{self.retired} retired; {self.quarantined} of the changed insights wait in quarantine{extra}"
+            + (f"; held for a person: {', '.join(f'{n} {why}' for why, n in sorted(self.held.items()))}" if self.held else "")
+            + (f"; the drift guard retired {self.drift_retired}" if self.drift_retired else "")
         )
 
 
@@ -275,6 +328,8 @@ class DreamJob(_Model):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     report: DreamReport | None = None
+    # The last insight event at the job's commit: the insight set "as it was after this dream".
+    committed_seq: int | None = None
 
     @model_validator(mode="after")
     def _one_id_per_cluster(self) -> DreamJob:
@@ -283,3 +338,74 @@ class DreamJob(_Model):
         elif len(self.cluster_ids) != len(self.clusters):
             raise ValueError("a dream job needs one cluster id per cluster")
         return self
+
+
+class InsightEffect(_Model):
+    """How runs went that were shown an insight, against comparable runs that were not.
+
+    Comparable runs are those of the clusters the insight was learned from. The drift guard
+    retires an insight whose shown runs did clearly worse.
+    """
+
+    shown: int = 0
+    shown_successes: int = 0
+    unshown: int = 0
+    unshown_successes: int = 0
+
+    @property
+    def shown_rate(self) -> float | None:
+        return self.shown_successes / self.shown if self.shown else None
+
+    @property
+    def unshown_rate(self) -> float | None:
+        return self.unshown_successes / self.unshown if self.unshown else None
+
+
+class EvidenceEpisode(_Model):
+    """One evidence episode of an insight, as explained: what the run was and how it went."""
+
+    id: str
+    task: str | None = Field(default=None, description="None when the episode was forgotten")
+    outcome: str = "forgotten"
+    thread_id: str | None = None
+    consolidated_by: str | None = None
+    shown_this_insight: bool = False
+
+
+class Explanation(_Model):
+    """Why langdream believes an insight: every version, the evidence, the dreams that wrote it."""
+
+    insight: Insight
+    versions: list[InsightVersion]
+    evidence: list[EvidenceEpisode]
+    jobs: list[DreamJob]
+    effect: InsightEffect
+
+    def successes(self) -> int:
+        return sum(1 for e in self.evidence if e.outcome == "success")
+
+    def failures(self) -> int:
+        return sum(1 for e in self.evidence if e.outcome == "failure")
+
+
+class RollbackReport(_Model):
+    """What ``rollback(to_dream=...)`` changed: insights restored to their state after that dream,
+    and insights learned later, revoked."""
+
+    namespace: NamespaceField
+    to_dream: str
+    restored: list[str] = Field(default_factory=list)
+    revoked: list[str] = Field(default_factory=list)
+    unchanged: int = 0
+
+
+class ForgetReport(_Model):
+    """What ``forget`` deleted and what it did to the insights that cited the deleted episodes."""
+
+    episodes: int = 0
+    namespaces: list[NamespaceField] = Field(default_factory=list)
+    insights_deleted: int = Field(default=0, description="insights of a forgotten namespace, deleted with it")
+    insights_updated: int = Field(default=0, description="insights whose support was recomputed and still holds")
+    insights_revoked: int = Field(default=0, description="insights that fell below the support threshold")
+    bytes_before: int = 0
+    bytes_after: int = 0

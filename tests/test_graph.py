@@ -109,6 +109,23 @@ def test_the_loop_a_lesson_learned_from_runs_changes_the_next_run(memory):
     assert all(m.role != "system" for m in episode.messages)  # the recall message is not part of the trajectory
 
 
+def test_recalled_lessons_come_after_the_agents_own_instructions_in_a_labelled_block(memory):
+    learn(memory)
+    model = ScriptedAgentModel(persistent=False)
+    graph = dreaming(capital_agent(model).compile(), memory=memory, judge=answered_correctly, namespace=NS)
+    instructions = SystemMessage("You are a careful geography agent. Never make up a capital.")
+    graph.invoke({"messages": [instructions, ("user", question("Chile"))]}, config("u1"))
+
+    first = model.calls[0]
+    assert [m.type for m in first[:3]] == ["system", "system", "human"]
+    assert first[0].content == instructions.content and first[1].id == RECALL_MESSAGE_ID
+    block = first[1].content.splitlines()
+    assert block[0].startswith("[langdream]") and "advisory" in block[0] and "precedence" in block[1]
+    assert block[-1] == "[end of langdream lessons]"
+    lessons = block[2:-1]
+    assert 1 <= len(lessons) <= memory.settings.recall_k and all(line[0].isdigit() for line in lessons)
+
+
 def test_recall_message_replaces_itself_across_turns_and_leaves_when_nothing_applies(memory):
     learn(memory)
     graph = dreaming(capital_agent(ScriptedAgentModel()).compile(checkpointer=InMemorySaver()), memory=memory,

@@ -1,10 +1,15 @@
-"""Guards between a reflector's output and the ledger.
+"""Guards between what runs record, what a reflector proposes, and what the agent believes.
 
-A reflection is a proposal. ``screen`` drops operations that do not fit the rules (evidence
-from outside the cluster, targets the reflector was not shown, add/edit without a claim), and
-``support_status`` decides whether an insight has earned activation.
+- ``redact``: secrets and PII are replaced before an episode is stored or embedded;
+- ``injection``: role-like markup is neutralised in stored text; candidate claims that instruct
+  the agent to do an attacker's bidding are flagged;
+- ``grounding``: a claim's specifics must appear in its evidence, and it must not copy tool output;
+- ``claims``: the verdict on one candidate claim (a hold for a person, or none);
+- ``rules``: structural rules (evidence from the cluster, earned support, the drift guard).
 """
 
-from langdream.guard.rules import Screened, screen, support_status
+from langdream.guard.claims import claim_hold, redact_operation
+from langdream.guard.rules import Screened, drift_verdict, screen, support_status
+from langdream.guard.sanitize import sanitize_episode
 
-__all__ = ["Screened", "screen", "support_status"]
+__all__ = ["Screened", "claim_hold", "drift_verdict", "redact_operation", "sanitize_episode", "screen", "support_status"]

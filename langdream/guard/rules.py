@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from langdream.reflect import Operation
-from langdream.types import InsightAction, InsightStatus
+from langdream.types import InsightAction, InsightEffect, InsightStatus
 
 logger = logging.getLogger("langdream.guard")
 
@@ -61,3 +62,25 @@ def support_status(
     if confidence < min_confidence:
         return InsightStatus.QUARANTINED, f"confidence {confidence:.2f} is below {min_confidence:.2f}"
     return InsightStatus.ACTIVE, f"supported by {support} episodes from {threads} threads"
+
+
+def drift_verdict(effect: InsightEffect, *, min_runs: int, margin: float, z: float) -> str | None:
+    """Why an insight did clearly more harm than good, or None.
+
+    Clearly: at least ``min_runs`` runs on each side, a success rate lower by at least
+    ``margin`` when shown, and a one-sided two-proportion z statistic of at least ``z``.
+    """
+    if effect.shown < min_runs or effect.unshown < min_runs:
+        return None
+    shown, unshown = effect.shown_successes / effect.shown, effect.unshown_successes / effect.unshown
+    if unshown - shown < margin:
+        return None
+    pooled = (effect.shown_successes + effect.unshown_successes) / (effect.shown + effect.unshown)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / effect.shown + 1 / effect.unshown))
+    statistic = (unshown - shown) / spread if spread else math.inf
+    if statistic < z:
+        return None
+    return (
+        f"runs shown it succeeded {effect.shown_successes}/{effect.shown} ({shown:.0%}) against "
+        f"{effect.unshown_successes}/{effect.unshown} ({unshown:.0%}) of comparable runs not shown it (z={statistic:.2f})"
+    )

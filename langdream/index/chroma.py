@@ -14,7 +14,9 @@ instead of ~1.5 ms.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
+from contextlib import closing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +178,9 @@ class ChromaIndex:
     def query_episodes(self, vector: np.ndarray, namespace: Namespace, n: int) -> list[IndexHit]:
         return self._query(EPISODES, vector, namespace, n)
 
+    def delete_episodes(self, ids: Sequence[str], namespaces: Sequence[Namespace]) -> None:
+        self._delete(EPISODES, ids, namespaces)
+
     def episode_count(self) -> int:
         return sum(int(c.count()) for c in self._collections_of(EPISODES))
 
@@ -189,6 +194,50 @@ class ChromaIndex:
                 if collection.name.split("_", 1)[0] in _KINDS or collection.name.startswith("langdream_"):
                     client.delete_collection(collection.name)
             self._collections.clear()
+
+    def drop_namespace(self, namespace: Namespace) -> None:
+        """Delete both of the namespace's collections (its insight and episode vectors)."""
+        client = self._client_or_open()
+        with self._lock:
+            existing = {c.name for c in client.list_collections()}
+            for kind in _KINDS:
+                name = collection_name(kind, namespace)
+                self._collections.pop(name, None)
+                if name in existing:
+                    client.delete_collection(name)
+
+    def rebuild_episodes(self, namespace: Namespace) -> int:
+        """Rewrite the namespace's episode collection from the vectors it still holds.
+
+        Chroma keeps deleted vectors in its write-ahead queue until its index next persists;
+        forgetting cannot wait for that, and a dropped collection takes its queue with it.
+        Returns the number of vectors kept.
+        """
+        name = collection_name(EPISODES, namespace)
+        client = self._client_or_open()
+        if name not in {c.name for c in client.list_collections()}:
+            return 0
+        kept = self._collection(EPISODES, namespace).get(include=["embeddings"])
+        ids, vectors = list(kept["ids"]), np.asarray(kept["embeddings"], dtype=np.float32)
+        with self._lock:
+            self._collections.pop(name, None)
+            client.delete_collection(name)
+        self._upsert(EPISODES, ids, vectors, [namespace] * len(ids))
+        return len(ids)
+
+    def vacuum(self) -> None:
+        """Rewrite chroma's SQLite file without its free pages (where deleted rows linger)."""
+        path = self.path / "chroma.sqlite3"
+        if not path.exists():
+            return
+        try:
+            with closing(sqlite3.connect(path, timeout=30)) as db:
+                db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise DataHomeError(
+                f"cannot compact the chroma index {path}: {exc}",
+                hint="stop other langdream processes using this data home and run the command again",
+            ) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -7,18 +7,20 @@ The chroma index is derived from it and can be rebuilt from it at any time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from langdream.namespace import Namespace
 from langdream.types import (
+    DREAM_ACTOR,
     DreamJob,
     DreamReport,
     Episode,
     Insight,
     InsightAction,
+    InsightEffect,
     InsightStatus,
     InsightVersion,
     NamespaceStats,
@@ -28,11 +30,44 @@ from langdream.types import (
 
 @dataclass(frozen=True)
 class InsightWrite:
-    """A new head state for one insight, written together with its history entry."""
+    """A new head state for one insight, written together with its history entry (an event).
+
+    ``vector`` None keeps the stored vector (the wording did not change). ``actor`` and
+    ``cause`` say who made the change and why (see ``InsightVersion``).
+    """
 
     insight: Insight
     action: InsightAction
     vector: np.ndarray | None
+    actor: str = DREAM_ACTOR
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One run related to an insight: whether it was shown the insight, and whether it succeeded."""
+
+    insight_id: str
+    episode_id: str
+    shown: bool
+    success: bool
+
+
+@dataclass(frozen=True)
+class ForgetPlan:
+    """Everything one ``forget`` removes, applied in one transaction.
+
+    ``episodes`` are deleted with their derived rows; ``writes`` are the insights whose support
+    was recomputed; ``scrub`` are insights whose text is replaced in their head and every version
+    (they quoted what was forgotten); ``namespaces`` are dropped whole; ``cluster_sums`` are the
+    lasting clusters' sums without the forgotten members' vectors.
+    """
+
+    episodes: Sequence[str]
+    writes: Sequence[InsightWrite] = ()
+    scrub: Sequence[str] = ()
+    namespaces: Sequence[Namespace] = ()
+    cluster_sums: Mapping[str, tuple[np.ndarray, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +141,19 @@ class Ledger(Protocol):
     def set_insight_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None: ...
     def iter_insight_texts(self, batch: int = 1000) -> Iterator[list[tuple[str, str, str]]]: ...
     def mark_all_dirty(self) -> None: ...
+    def write_insights(self, writes: Sequence[InsightWrite]) -> None: ...
+    def remembered_claims(self, namespace: Namespace) -> tuple[list[Insight], np.ndarray]: ...
+    def versions_at(self, namespace: Namespace, seq: int) -> dict[str, InsightVersion]: ...
+    def record_exposures(self, exposures: Sequence[Exposure]) -> None: ...
+    def effects(self, insight_ids: Sequence[str]) -> dict[str, InsightEffect]: ...
+
+    # forgetting
+    def episode_ids_where(
+        self, *, namespace: Namespace | None = None, episode_ids: Sequence[str] = (), thread_id: str | None = None
+    ) -> list[tuple[str, Namespace]]: ...
+    def jobs_touching(self, episode_ids: Sequence[str]) -> list[str]: ...
+    def forget(self, plan: ForgetPlan) -> None: ...
+    def compact(self) -> None: ...
 
     # dream jobs
     def get_job(self, job_id: str) -> DreamJob | None: ...
@@ -131,4 +179,4 @@ class Ledger(Protocol):
     def set_cluster_sums(self, sums: Mapping[str, np.ndarray]) -> None: ...
 
 
-__all__ = ["ClusterWrite", "InsightWrite", "Ledger", "LedgerConflict", "StoredCluster"]
+__all__ = ["ClusterWrite", "Exposure", "ForgetPlan", "InsightWrite", "Ledger", "LedgerConflict", "StoredCluster"]

@@ -19,13 +19,15 @@ import numpy as np
 
 from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
 from langdream.errors import DataHomeError, DataHomeLockedError, NotFoundError
-from langdream.ledger import ClusterWrite, InsightWrite, LedgerConflict, StoredCluster
+from langdream.ledger import Exposure, ForgetPlan, ClusterWrite, InsightWrite, LedgerConflict, StoredCluster
 from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
 from langdream.types import (
     DreamJob,
     DreamReport,
     Episode,
     Insight,
+    InsightAction,
+    InsightEffect,
     InsightStatus,
     InsightVersion,
     Message,
@@ -35,7 +37,42 @@ from langdream.types import (
     to_epoch,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# What the text of an insight or a stored model output becomes when its sources are forgotten.
+FORGOTTEN_TEXT = "[forgotten]"
+# Changes after which an insight may cite fewer episodes than before.
+_EVIDENCE_MAY_SHRINK = {InsightAction.RESTORE, InsightAction.FORGET, InsightAction.REVOKE}
+
+_VERSIONS_TABLE = """
+-- The append-only event log of insights: one row per change, never updated (forgetting scrubs
+-- the text of what it forgets). seq orders every change of the data home, which is what
+-- rollback to a dream cuts at.
+CREATE TABLE IF NOT EXISTS insight_versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    insight_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL DEFAULT 'dream',
+    cause TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    status_reason TEXT NOT NULL,
+    hold TEXT,
+    remembered INTEGER NOT NULL DEFAULT 0,
+    text TEXT NOT NULL,
+    applies_when TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    support INTEGER NOT NULL,
+    threads INTEGER NOT NULL,
+    tasks INTEGER NOT NULL DEFAULT 0,
+    confidence REAL NOT NULL,
+    stats TEXT NOT NULL DEFAULT '{}',
+    job_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (insight_id, version)
+);
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,32 +123,16 @@ CREATE TABLE IF NOT EXISTS insights (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     vector BLOB,
-    index_dirty INTEGER NOT NULL DEFAULT 1
+    index_dirty INTEGER NOT NULL DEFAULT 1,
+    hold TEXT,
+    remembered INTEGER NOT NULL DEFAULT 0
 );
 DROP INDEX IF EXISTS insights_ns_status;
 -- Covers general_insights' ranking (no table rows read until the top few are chosen).
 CREATE INDEX IF NOT EXISTS insights_live ON insights (namespace, status, tasks, confidence, id);
 CREATE INDEX IF NOT EXISTS insights_dirty ON insights (id) WHERE index_dirty = 1;
 
-CREATE TABLE IF NOT EXISTS insight_versions (
-    insight_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    action TEXT NOT NULL,
-    status TEXT NOT NULL,
-    status_reason TEXT NOT NULL,
-    text TEXT NOT NULL,
-    applies_when TEXT NOT NULL,
-    evidence TEXT NOT NULL,
-    support INTEGER NOT NULL,
-    threads INTEGER NOT NULL,
-    confidence REAL NOT NULL,
-    job_id TEXT NOT NULL,
-    model_id TEXT NOT NULL,
-    prompt_version TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (insight_id, version)
-);
-
+{versions}
 CREATE TABLE IF NOT EXISTS insight_evidence (
     insight_id TEXT NOT NULL,
     episode_id TEXT NOT NULL,
@@ -130,7 +151,8 @@ CREATE TABLE IF NOT EXISTS dream_jobs (
     model_id TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    report TEXT
+    report TEXT,
+    committed_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS dream_jobs_ns_status ON dream_jobs (namespace, status);
 
@@ -159,6 +181,38 @@ CREATE TABLE IF NOT EXISTS cluster_members (
     seq INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cluster_members_cluster ON cluster_members (cluster_id, seq);
+
+-- The drift guard's tally: for each insight, the runs related to it with whether they were
+-- shown it and whether they succeeded. Keyed by episode, so a re-queued run is counted once.
+CREATE TABLE IF NOT EXISTS insight_exposure (
+    insight_id TEXT NOT NULL,
+    episode_id TEXT NOT NULL,
+    shown INTEGER NOT NULL,
+    success INTEGER NOT NULL,
+    PRIMARY KEY (insight_id, episode_id)
+);
+CREATE INDEX IF NOT EXISTS insight_exposure_episode ON insight_exposure (episode_id);
+""".replace("{versions}", _VERSIONS_TABLE)
+
+# Schema 1 -> 2: holds and remembered claims on insights; the event log gains a global order,
+# who acted and why, and the fields rollback restores; jobs remember where their commit cut.
+_UPGRADE_V2 = """
+ALTER TABLE insights ADD COLUMN hold TEXT;
+ALTER TABLE insights ADD COLUMN remembered INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dream_jobs ADD COLUMN committed_seq INTEGER;
+ALTER TABLE insight_versions RENAME TO insight_versions_v1;
+{versions}
+INSERT INTO insight_versions (insight_id, version, action, status, status_reason, text, applies_when, evidence,
+    support, threads, confidence, job_id, model_id, prompt_version, created_at)
+SELECT insight_id, version, action, status, status_reason, text, applies_when, evidence, support, threads,
+    confidence, job_id, model_id, prompt_version, created_at
+FROM insight_versions_v1 ORDER BY created_at, insight_id, version;
+DROP TABLE insight_versions_v1;
+""".replace("{versions}", _VERSIONS_TABLE)
+
+_INDEXES_V2 = """
+CREATE INDEX IF NOT EXISTS insight_versions_cut ON insight_versions (insight_id, seq);
+CREATE INDEX IF NOT EXISTS insights_remembered ON insights (namespace) WHERE remembered = 1;
 """
 
 _EPISODE_COLUMNS = (
@@ -167,7 +221,8 @@ _EPISODE_COLUMNS = (
 )
 _INSIGHT_COLUMNS = (
     "id, namespace, status, status_reason, text, applies_when, origin, signature, evidence, support, "
-    "threads, tasks, confidence, stats, version, model_id, prompt_version, job_id, created_at, updated_at"
+    "threads, tasks, confidence, stats, version, model_id, prompt_version, job_id, created_at, updated_at, "
+    "hold, remembered"
 )
 
 
@@ -226,6 +281,35 @@ def _insight_row(row: sqlite3.Row) -> Insight:
         job_id=row["job_id"],
         created_at=from_epoch(row["created_at"]),
         updated_at=from_epoch(row["updated_at"]),
+        hold=row["hold"],
+        remembered=bool(row["remembered"]),
+    )
+
+
+def _version_row(r: sqlite3.Row) -> InsightVersion:
+    return InsightVersion(
+        insight_id=r["insight_id"],
+        version=r["version"],
+        seq=r["seq"],
+        action=r["action"],
+        actor=r["actor"],
+        cause=r["cause"],
+        status=r["status"],
+        status_reason=r["status_reason"],
+        hold=r["hold"],
+        remembered=bool(r["remembered"]),
+        text=r["text"],
+        applies_when=r["applies_when"],
+        evidence=json.loads(r["evidence"]),
+        support=r["support"],
+        threads=r["threads"],
+        tasks=r["tasks"],
+        confidence=r["confidence"],
+        stats=json.loads(r["stats"]),
+        job_id=r["job_id"],
+        model_id=r["model_id"],
+        prompt_version=r["prompt_version"],
+        created_at=from_epoch(r["created_at"]),
     )
 
 
@@ -242,6 +326,7 @@ def _job_row(row: sqlite3.Row) -> DreamJob:
         created_at=from_epoch(row["created_at"]),
         updated_at=from_epoch(row["updated_at"]),
         report=DreamReport.model_validate_json(row["report"]) if row["report"] else None,
+        committed_seq=row["committed_seq"],
     )
 
 
@@ -252,6 +337,18 @@ def _job_clusters(stored: str) -> dict[str, list]:
     if clusters and isinstance(clusters[0], list):
         return {"clusters": clusters}
     return {"clusters": [c["episodes"] for c in clusters], "cluster_ids": [c["id"] for c in clusters]}
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script``, one at a time (executescript would commit first)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()
 
 
 def _placeholders(n: int) -> str:
@@ -346,22 +443,33 @@ class SQLiteLedger:
             raise self._home_error(exc) from exc
 
     def _migrate(self) -> None:
+        db = self._db
         try:
-            # executescript commits any open transaction first, so it carries its own.
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
             raise self._home_error(exc) from exc
-        with self._write() as db:
+        try:
+            # Read the stored version inside the write transaction: two processes opening an old
+            # data home at once upgrade it once.
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row["value"]) > SCHEMA_VERSION:
+            stored = int(row["value"]) if row else None
+            if stored is not None and stored > SCHEMA_VERSION:
                 raise DataHomeError(
-                    f"the ledger {self.path} was written by a newer langdream (schema {row['value']})",
+                    f"the ledger {self.path} was written by a newer langdream (schema {stored})",
                     hint="upgrade langdream to open this data home",
                 )
+            script = _SCHEMA + (_UPGRADE_V2 if stored == 1 else "") + _INDEXES_V2
+            for statement in _statements(script):
+                db.execute(statement)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._home_error(exc) from exc
+            raise
 
     # -- data-home facts ---------------------------------------------------------------------
 
@@ -551,26 +659,7 @@ class SQLiteLedger:
 
     def insight_history(self, insight_id: str) -> list[InsightVersion]:
         rows = self._read("SELECT * FROM insight_versions WHERE insight_id = ? ORDER BY version", (insight_id,))
-        return [
-            InsightVersion(
-                insight_id=r["insight_id"],
-                version=r["version"],
-                action=r["action"],
-                status=r["status"],
-                status_reason=r["status_reason"],
-                text=r["text"],
-                applies_when=r["applies_when"],
-                evidence=json.loads(r["evidence"]),
-                support=r["support"],
-                threads=r["threads"],
-                confidence=r["confidence"],
-                job_id=r["job_id"],
-                model_id=r["model_id"],
-                prompt_version=r["prompt_version"],
-                created_at=from_epoch(r["created_at"]),
-            )
-            for r in rows
-        ]
+        return [_version_row(r) for r in rows]
 
     def insights_with_vectors(
         self, namespace: Namespace | None, statuses: Iterable[InsightStatus]
@@ -774,7 +863,8 @@ class SQLiteLedger:
             for cluster in clusters:
                 self._write_cluster(db, cluster, job_id, now)
             db.execute(
-                "UPDATE dream_jobs SET status = 'done', updated_at = ?, report = ? WHERE id = ?",
+                "UPDATE dream_jobs SET status = 'done', updated_at = ?, report = ?, "
+                "committed_seq = (SELECT COALESCE(MAX(seq), 0) FROM insight_versions) WHERE id = ?",
                 (now, report.model_dump_json(), job_id),
             )
 
@@ -820,36 +910,214 @@ class SQLiteLedger:
             ins.job_id,
             to_epoch(ins.created_at),
             to_epoch(ins.updated_at),
+            ins.hold.value if ins.hold else None,
+            int(ins.remembered),
             _vector_bytes(write.vector),
         )
+        columns = [c.strip() for c in _INSIGHT_COLUMNS.split(",")]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
         db.execute(
-            f"INSERT OR REPLACE INTO insights ({_INSIGHT_COLUMNS}, vector, index_dirty) "
-            f"VALUES ({_placeholders(len(values))}, 1)",
+            f"INSERT INTO insights ({_INSIGHT_COLUMNS}, vector, index_dirty) "
+            f"VALUES ({_placeholders(len(values))}, 1) ON CONFLICT (id) DO UPDATE SET {updates}, "
+            # No new vector: the wording is unchanged and the stored vector still describes it.
+            "vector = COALESCE(excluded.vector, insights.vector), index_dirty = 1",
             values,
         )
         db.execute(
-            "INSERT INTO insight_versions (insight_id, version, action, status, status_reason, text, "
-            "applies_when, evidence, support, threads, confidence, job_id, model_id, prompt_version, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO insight_versions (insight_id, version, action, actor, cause, status, status_reason, hold, "
+            "remembered, text, applies_when, evidence, support, threads, tasks, confidence, stats, job_id, model_id, "
+            "prompt_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ins.id,
                 ins.version,
                 write.action.value,
+                write.actor,
+                write.cause,
                 ins.status.value,
                 ins.status_reason,
+                ins.hold.value if ins.hold else None,
+                int(ins.remembered),
                 ins.text,
                 ins.applies_when,
                 _dumps(ins.evidence),
                 ins.support,
                 ins.threads,
+                ins.tasks,
                 ins.confidence,
+                _dumps(ins.stats),
                 ins.job_id,
                 ins.model_id,
                 ins.prompt_version,
                 to_epoch(ins.updated_at),
             ),
         )
+        if write.action in _EVIDENCE_MAY_SHRINK:
+            db.execute(
+                f"DELETE FROM insight_evidence WHERE insight_id = ? AND episode_id NOT IN "
+                f"({_placeholders(len(ins.evidence))})",
+                [ins.id, *ins.evidence],
+            )
         db.executemany(
             "INSERT OR IGNORE INTO insight_evidence (insight_id, episode_id) VALUES (?, ?)",
             [(ins.id, e) for e in ins.evidence],
         )
+
+    def write_insights(self, writes: Sequence[InsightWrite]) -> None:
+        """Write changes made outside a dream (a person's action, a rollback) in one transaction."""
+        with self._write() as db:
+            for write in writes:
+                self._write_insight(db, write)
+
+    def remembered_claims(self, namespace: Namespace) -> tuple[list[Insight], np.ndarray]:
+        """Insights of ``namespace`` retired or rejected on their merits, with their vectors."""
+        rows = self._read(
+            f"SELECT {_INSIGHT_COLUMNS}, vector FROM insights WHERE namespace = ? AND remembered = 1 "
+            "AND vector IS NOT NULL ORDER BY id",
+            (namespace_key(namespace),),
+        )
+        insights = [_insight_row(r) for r in rows]
+        vectors = np.stack([_vector_from(r["vector"]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        return insights, vectors
+
+    def versions_at(self, namespace: Namespace, seq: int) -> dict[str, InsightVersion]:
+        """Each insight of ``namespace`` as its last event at or before ``seq`` left it."""
+        rows = self._read(
+            "SELECT v.* FROM insights i JOIN insight_versions v ON v.seq = ("
+            "SELECT MAX(seq) FROM insight_versions WHERE insight_id = i.id AND seq <= ?) "
+            "WHERE i.namespace = ?",
+            (seq, namespace_key(namespace)),
+        )
+        return {r["insight_id"]: _version_row(r) for r in rows}
+
+    def last_seq(self) -> int:
+        return int(self._read("SELECT COALESCE(MAX(seq), 0) AS n FROM insight_versions")[0]["n"])
+
+    # -- drift guard -------------------------------------------------------------------------
+
+    def record_exposures(self, exposures: Sequence[Exposure]) -> None:
+        """Store runs related to insights; a run seen again (its outcome changed) replaces itself."""
+        if not exposures:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO insight_exposure (insight_id, episode_id, shown, success) VALUES (?, ?, ?, ?)",
+                [(x.insight_id, x.episode_id, int(x.shown), int(x.success)) for x in exposures],
+            )
+
+    def effects(self, insight_ids: Sequence[str]) -> dict[str, InsightEffect]:
+        ids = list(dict.fromkeys(insight_ids))
+        found: dict[str, InsightEffect] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in self._read(
+                "SELECT insight_id, shown, COUNT(*) AS n, SUM(success) AS wins FROM insight_exposure "
+                f"WHERE insight_id IN ({_placeholders(len(chunk))}) GROUP BY insight_id, shown",
+                chunk,
+            ):
+                effect = found.setdefault(row["insight_id"], InsightEffect())
+                if row["shown"]:
+                    effect.shown, effect.shown_successes = row["n"], row["wins"] or 0
+                else:
+                    effect.unshown, effect.unshown_successes = row["n"], row["wins"] or 0
+        return found
+
+    # -- forgetting --------------------------------------------------------------------------
+
+    def episode_ids_where(
+        self, *, namespace: Namespace | None = None, episode_ids: Sequence[str] = (), thread_id: str | None = None
+    ) -> list[tuple[str, Namespace]]:
+        """Ids (with namespaces) of the episodes matching every given filter; at least one is required."""
+        clauses, params = [], []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace_key(namespace))
+        if episode_ids:
+            clauses.append(f"(id IN ({_placeholders(len(episode_ids))}) OR run_id IN ({_placeholders(len(episode_ids))}))")
+            params.extend([*episode_ids, *episode_ids])
+        if thread_id is not None:
+            clauses.append("thread_id = ?")
+            params.append(thread_id)
+        if not clauses:
+            raise ValueError("episode_ids_where needs a filter")
+        rows = self._read(f"SELECT id, namespace FROM episodes WHERE {' AND '.join(clauses)} ORDER BY seq", params)
+        return [(r["id"], namespace_from_key(r["namespace"])) for r in rows]
+
+    def jobs_touching(self, episode_ids: Sequence[str]) -> list[str]:
+        """Dream jobs whose input or clusters include any of ``episode_ids`` (their prompts showed them)."""
+        wanted = set(episode_ids)
+        touching = []
+        for row in self._read("SELECT id, episodes, clusters, noise FROM dream_jobs"):
+            ids = {e[0] for e in json.loads(row["episodes"])} | set(json.loads(row["noise"]))
+            for cluster in _job_clusters(row["clusters"])["clusters"]:
+                ids.update(cluster)
+            if ids & wanted:
+                touching.append(row["id"])
+        return touching
+
+    def forget(self, plan: ForgetPlan) -> None:
+        now = time.time()
+        ids = list(plan.episodes)
+        jobs = self.jobs_touching(ids)
+        with self._write() as db:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = _placeholders(len(chunk))
+                db.execute(f"DELETE FROM episodes WHERE id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM cluster_members WHERE episode_id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM insight_exposure WHERE episode_id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM insight_evidence WHERE episode_id IN ({marks})", chunk)
+            for write in plan.writes:
+                self._write_insight(db, write)
+            for cluster_id, (total, size) in plan.cluster_sums.items():
+                if size <= 0:
+                    db.execute("DELETE FROM clusters WHERE id = ?", (cluster_id,))
+                else:
+                    db.execute(
+                        "UPDATE clusters SET vector_sum = ?, size = ?, updated_at = ? WHERE id = ?",
+                        (_vector_bytes(total), size, now, cluster_id),
+                    )
+            for insight_id in plan.scrub:
+                db.execute(
+                    "UPDATE insights SET text = ?, applies_when = '', stats = '{}', vector = NULL, index_dirty = 1 "
+                    "WHERE id = ?",
+                    (FORGOTTEN_TEXT, insight_id),
+                )
+                db.execute(
+                    "UPDATE insight_versions SET text = ?, applies_when = '', stats = '{}' WHERE insight_id = ?",
+                    (FORGOTTEN_TEXT, insight_id),
+                )
+            # A dream's stored model output can quote the episodes it was shown; an open job that
+            # included them can no longer resume.
+            for job_id in jobs:
+                db.execute(
+                    "UPDATE dream_outputs SET raw = ?, operations = '[]' WHERE job_id = ?", (FORGOTTEN_TEXT, job_id)
+                )
+                db.execute(
+                    "UPDATE dream_jobs SET status = 'abandoned', updated_at = ? WHERE id = ? AND status = 'open'",
+                    (now, job_id),
+                )
+            for namespace in plan.namespaces:
+                self._drop_namespace(db, namespace_key(namespace))
+
+    def _drop_namespace(self, db: sqlite3.Connection, key: str) -> None:
+        insight_ids = "SELECT id FROM insights WHERE namespace = ?"
+        for table in ("insight_versions", "insight_evidence", "insight_exposure"):
+            db.execute(f"DELETE FROM {table} WHERE insight_id IN ({insight_ids})", (key,))
+        db.execute("DELETE FROM insights WHERE namespace = ?", (key,))
+        db.execute("DELETE FROM dream_outputs WHERE job_id IN (SELECT id FROM dream_jobs WHERE namespace = ?)", (key,))
+        db.execute("DELETE FROM dream_jobs WHERE namespace = ?", (key,))
+        db.execute(
+            "DELETE FROM cluster_members WHERE cluster_id IN (SELECT id FROM clusters WHERE namespace = ?)", (key,)
+        )
+        db.execute("DELETE FROM clusters WHERE namespace = ?", (key,))
+        db.execute("DELETE FROM episodes WHERE namespace = ?", (key,))
+
+    def compact(self) -> None:
+        """Leave no deleted text behind: rewrite the file without free pages and empty the WAL."""
+        db = self._db
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            raise self._home_error(exc) from exc
