@@ -29,7 +29,7 @@ from langdream.cluster import cluster
 from langdream.config import Settings
 from langdream.embed import Embedder, check_embedding_model
 from langdream.errors import ReflectionError
-from langdream.guard import claim_hold, drift_verdict, redact_operation, screen
+from langdream.guard import ClaimChecker, drift_verdict, redact_operation, screen
 from langdream.guard.redact import redact_text
 from langdream.index import ChromaIndex
 from langdream.ledger import ClusterWrite, Exposure, Ledger, LedgerConflict
@@ -495,14 +495,12 @@ class Dreamer:
         candidate_vectors = dict(
             zip(map(id, adds), self._text_vectors([(op.claim or "", op.applies_when or "") for op in adds]))
         )
+        checker = ClaimChecker(origin=self.reflector.origin, min_support=self.settings.min_support)
         for done, (view, kept) in enumerate(screened, start=1):
             for position, op in enumerate(kept):
                 hold = None
                 if op.claim and op.action in (InsightAction.ADD, InsightAction.EDIT):
-                    evidence = [plan.episodes[e] for e in op.evidence if e in plan.episodes]
-                    hold = claim_hold(
-                        op, evidence, origin=self.reflector.origin, min_support=self.settings.min_support
-                    )
+                    hold = checker.hold(op, [plan.episodes[e] for e in op.evidence if e in plan.episodes])
                 book.apply(op, view.index, position, candidate_vectors.get(id(op)), hold)
             progress("apply", done, len(screened))
         final = {ch.insight.id: ch.insight for ch in book.changes}

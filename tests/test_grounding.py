@@ -92,6 +92,7 @@ def test_untrusted_text_is_only_what_tools_returned() -> None:
         ("Call get_weather with the CountryCode; GPT4 and v2 differ.", ["get_weather", "countrycode", "gpt4", "v2"]),
         ("Use `search_orders` with the order id.", ["search_orders"]),
         ("I think the Beatles formed in Liverpool in 1960.", ["beatles", "liverpool", "1960"]),
+        ("Check the Beatles' and Lennon's pages.", ["beatles", "lennon"]),
         ("The population grew by 12.5% to 3,000,000 in 3 of 4 years.", ["12.5", "3,000,000"]),
         ("Orders placed on Friday ship in March.", ["friday", "march"]),
         ('The answer is usually in the "Early life" section.', ["early life"]),

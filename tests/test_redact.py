@@ -43,10 +43,10 @@ POSITIVES = [
     (PEM, "MIIEpAIBAAKCAQEA7bq2dD4mUvZ9", "private_key"),
     ("key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5v\n-----END OPENSSH PRIVATE KEY-----\nok",
      "b3BlbnNzaC1rZXktdjEAAAAABG5v", "private_key"),
-    ("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkq (truncated)", "MIIFHDBOBgkqhkiG9w0", "private_key"),
+    ("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTAp (cut)", "MIIFHDBOBgkqhkiG9w0", "private_key"),
     ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIqJ\n-----END EC PRIVATE KEY-----", "MHcCAQEEIIqJ", "private_key"),
     (f"my key is {OPENAI_KEY}, keep it safe", OPENAI_KEY, "api_key"),
-    ("OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ", "sk-abcdefghijklmnopqrstuvwxyz0123", "api_key"),
+    ("OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEF", "sk-abcdefghijklmnopqrstu", "api_key"),
     ("use sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcdefghij please", "sk-ant-api03-AbCd", "api_key"),
     (f"aws_access_key_id = {AWS_KEY}", AWS_KEY, "api_key"),
     ("temporary ASIAY34FZKBOKMUTVV7A from STS", "ASIAY34FZKBOKMUTVV7A", "api_key"),
@@ -61,12 +61,12 @@ POSITIVES = [
     ("const apiKey = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5;", "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5", "api_key"),
     ("x-api-key: 0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef", "api_key"),
     ("export STRIPE_KEY=whsec_abcdefghijklmnop", "whsec_abcdefghijklmnop", "api_key"),
-    ("the token is 4f9c2a1b8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b for staging", "4f9c2a1b8e7d6c5b4a3f2e1d0c9b8a7f", "api_key"),
+    ("the token is 4f9c2a1b8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b for staging", "4f9c2a1b8e7d6c5b4a3f", "api_key"),
     (f"jwt {JWT}", JWT, "jwt"),
     (f'{{"id_token": "{JWT}"}}', JWT, "jwt"),
     ("curl -H 'Authorization: Bearer abc123DEF456ghi789'", "abc123DEF456ghi789", "bearer_token"),
     ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA==", "bearer_token"),
-    ("headers = {'Authorization': 'Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b'}", "9944b09199c62bcf", "bearer_token"),
+    ("headers = {'Authorization': 'Token 9944b09199c62bcf9418ad846dd0e4bb'}", "9944b09199c62bcf", "bearer_token"),
     ("The API answered 401 until I sent bearer 7f3a9c1e5b2d8f4a.", "7f3a9c1e5b2d8f4a", "bearer_token"),
     ("password=hunter2", "hunter2", "password"),
     ("login with passwd: S3cr3t!", "S3cr3t!", "password"),
@@ -262,8 +262,16 @@ def test_redact_episode_covers_every_free_text_field() -> None:
     episode = _episode()
     out, counts = redact_episode(episode)
     dumped = out.model_dump_json()
-    for secret in ("alice@example.com", "4111 1111 1111 1111", "sk-ant-api03", "7946 0958", "hunter2", "DE89", "123-45-6789",
-                   "415-555-2671"):  # fmt: skip
+    secrets = (
+        "alice@example.com",
+        "4111 1111 1111 1111",
+        "sk-ant-api03",
+        "7946 0958",
+        "hunter2",
+        "DE89",
+        "123-45-6789",
+    )
+    for secret in (*secrets, "415-555-2671"):
         assert secret not in dumped
     assert out.task == "Refund order 1042 for [REDACTED:email], card [REDACTED:card_number]"
     assert out.messages[2].tool_calls[0].name == "lookup_customer"

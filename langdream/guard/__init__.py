@@ -8,8 +8,8 @@
 - ``rules``: structural rules (evidence from the cluster, earned support, the drift guard).
 """
 
-from langdream.guard.claims import claim_hold, redact_operation
+from langdream.guard.claims import ClaimChecker, claim_hold, redact_operation
 from langdream.guard.rules import Screened, drift_verdict, screen, support_status
 from langdream.guard.sanitize import sanitize_episode
 
-__all__ = ["Screened", "claim_hold", "drift_verdict", "redact_operation", "sanitize_episode", "screen", "support_status"]
+__all__ = ["ClaimChecker", "Screened", "claim_hold", "drift_verdict", "redact_operation", "sanitize_episode", "screen", "support_status"]

@@ -19,10 +19,34 @@ import re
 from collections.abc import Sequence
 
 from langdream.guard.grounding import copied_from_untrusted, episode_text, ungrounded_reason, untrusted_text
-from langdream.guard.injection import describe_flags, screen_claim
 from langdream.guard.redact import redact_text
+from langdream.guard.screen import describe_flags, screen_claim
 from langdream.reflect import Operation
 from langdream.types import Episode, InsightHold, InsightOrigin
+
+# Categories that make recalled text dangerous wherever they appear, even in ``applies_when``.
+_ANYWHERE = {"url", "credentials", "override", "role_markup"}
+# An instruction addressed to whoever reads the text: an imperative opening, or the reader named.
+_LEAD_IN = re.compile(r"^\W*(?:(?:note|important|attention|reminder|tip|editor'?s tip|policy|system)\b[^:]*:\s*)*", re.I)
+_IMPERATIVES = frozenset(
+    "always never do don't dont call use send reply respond tell print include add append forward share reveal "
+    "post upload email contact visit open fetch load click ignore disregard forget override approve transfer "
+    "refund close delete execute run skip bypass disable recommend suggest prefer choose buy install answer "
+    "say make ensure output return give provide write".split()
+)
+_ADDRESSED = re.compile(
+    r"\b(?:assistants?|agents?|the ai|ai models?|language models?|llms?|the model|chatbots?|bots?)\b"
+    r"|\byou(?:r)?\b",
+    re.I,
+)
+
+
+def _directive(claim: str) -> bool:
+    """Whether ``claim`` tells its reader to do something: tool output that does is the signature
+    of an indirect prompt injection; tool output that informs (an FAQ answer) is not."""
+    body = _LEAD_IN.sub("", claim)
+    first = re.match(r"[A-Za-z']+", body)
+    return bool(first and first.group(0).lower() in _IMPERATIVES) or bool(_ADDRESSED.search(claim))
 
 
 _QUOTED = re.compile(r'["“”]([^"“”]{8,})["“”]')
@@ -53,22 +77,45 @@ def redact_operation(op: Operation) -> Operation:
     return op.model_copy(update={"claim": claim, "applies_when": when})
 
 
+class ClaimChecker:
+    """Checks the candidate claims of one dream; each episode's text is flattened once."""
+
+    def __init__(self, *, origin: InsightOrigin, min_support: int) -> None:
+        self.origin = origin
+        self.min_support = min_support
+        self._texts: dict[str, tuple[str, str]] = {}
+
+    def _text(self, episode: Episode) -> tuple[str, str]:
+        """(all of its text, what its tools returned)."""
+        cached = self._texts.get(episode.id)
+        if cached is None:
+            cached = self._texts[episode.id] = (episode_text(episode), untrusted_text(episode))
+        return cached
+
+    def hold(self, op: Operation, evidence: Sequence[Episode]) -> tuple[InsightHold, str] | None:
+        """Why the claim of ``op`` (an add or edit) must wait for a person, or None when it may not."""
+        claim, when = op.claim or "", op.applies_when or ""
+        # ``applies_when`` describes the tasks (often in the user's own words: "how do I contact
+        # support?"), so only what would be dangerous anywhere in recalled text counts there.
+        flags = screen_claim(claim) + [f for f in screen_claim(when) if f.category in _ANYWHERE]
+        if flags:
+            return InsightHold.INJECTION, f"quarantined: {describe_flags(flags)}"
+        texts = [self._text(e) for e in evidence]
+        copied = copied_from_untrusted(_without_quoted_tasks(claim, evidence), [tool for _, tool in texts])
+        if copied and _directive(claim):
+            return InsightHold.COPIED, f"quarantined: repeats an instruction a tool returned ({copied})"
+        if self.origin is InsightOrigin.LLM:
+            ungrounded = ungrounded_reason(claim, [text for text, _ in texts], self.min_support)
+            if ungrounded:
+                return InsightHold.UNGROUNDED, f"quarantined: not grounded in its evidence ({ungrounded})"
+        return None
+
+
 def claim_hold(
     op: Operation, evidence: Sequence[Episode], *, origin: InsightOrigin, min_support: int
 ) -> tuple[InsightHold, str] | None:
     """Why the claim of ``op`` (an add or edit) must wait for a person, or None when it may not."""
-    claim, when = op.claim or "", op.applies_when or ""
-    flags = screen_claim(claim, when)
-    if flags:
-        return InsightHold.INJECTION, f"quarantined: {describe_flags(flags)}"
-    copied = copied_from_untrusted(_without_quoted_tasks(claim, evidence), [untrusted_text(e) for e in evidence])
-    if copied:
-        return InsightHold.COPIED, f"quarantined: copies a tool's output ({copied})"
-    if origin is InsightOrigin.LLM:
-        ungrounded = ungrounded_reason(claim, [episode_text(e) for e in evidence], min_support)
-        if ungrounded:
-            return InsightHold.UNGROUNDED, f"quarantined: not grounded in its evidence ({ungrounded})"
-    return None
+    return ClaimChecker(origin=origin, min_support=min_support).hold(op, evidence)
 
 
-__all__ = ["claim_hold", "redact_operation"]
+__all__ = ["ClaimChecker", "claim_hold", "redact_operation"]

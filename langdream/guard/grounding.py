@@ -61,93 +61,28 @@ def untrusted_text(episode: Episode) -> str:
 
 _URL = re.compile(r"\b(?:https?|hxxps?|ftp)://[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
-_DOMAIN = re.compile(r"\b[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|ai|co|dev|app|gov|edu|info|biz|xyz)\b",
-                     re.IGNORECASE)  # fmt: skip
+_DOMAIN = re.compile(
+    r"\b[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|ai|co|dev|app|gov|edu|info|biz|xyz)\b", re.IGNORECASE
+)
 _HANDLE = re.compile(r"(?<![\w@.])@[A-Za-z0-9_]{2,}")
-_QUOTED = re.compile(r"\"([^\"\n]{2,120})\"|“([^”\n]{2,120})”|‘([^’\n]{2,120})’|(?<!\w)'([^'\n]{2,120})'(?!\w)")
+_QUOTED = re.compile(
+    r"\"([^\"\n]{2,120})\"|“([^”\n]{2,120})”|‘([^’\n]{2,120})’"
+    r"|(?<!\w)'([^'\n]{2,120})'(?!\w)"  # single quotes, not apostrophes ("don't", "the band's")
+)
 _BACKTICKED = re.compile(r"`([^`\n]{1,80})`")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*\d(?![\w])|(?<![\w.])\d+(?=[a-z]{1,3}\b)")
 _WORD = re.compile(r"[^\W_][\w'’.-]*[^\W_]|[^\W_]")
-_SENTENCE_END = re.compile(r"[.!?:;…]\s*$|^\s*$|[\n\r•*\-–—(\"“‘']\s*$")
+# A capital right after these (or at the start) begins a sentence, a line, a bullet or a quotation.
+_STARTERS = frozenset(".!?:;…\n\r•*-–—(\"“‘'")
 
 # Capitalised words that say nothing specific: pronouns, sentence connectives, generic acronyms.
 _COMMON = frozenset(
-    [
-        "i",
-        "i'm",
-        "i've",
-        "i'd",
-        "i'll",
-        "a",
-        "an",
-        "the",
-        "this",
-        "that",
-        "these",
-        "those",
-        "it",
-        "its",
-        "if",
-        "when",
-        "while",
-        "after",
-        "before",
-        "then",
-        "else",
-        "and",
-        "or",
-        "but",
-        "not",
-        "no",
-        "yes",
-        "do",
-        "does",
-        "did",
-        "don't",
-        "never",
-        "always",
-        "only",
-        "also",
-        "first",
-        "next",
-        "finally",
-        "e.g",
-        "i.e",
-        "ok",
-        "okay",
-        "ai",
-        "llm",
-        "api",
-        "apis",
-        "json",
-        "url",
-        "urls",
-        "id",
-        "ids",
-        "http",
-        "https",
-        "sql",
-        "csv",
-        "pdf",
-        "html",
-        "faq",
-        "q&a",
-        "utc",
-        "note",
-        "tip",
-        "warning",
-        "important",
-        "example",
-        "step",
-        "steps",
-        "task",
-        "tasks",
-        "tool",
-        "tools",
-        "answer",
-        "question",
-        "user",
-    ]
+    """
+    i i'm i've i'd i'll a an the this that these those it its if when while after before then else
+    and or but not no yes do does did don't never always only also first next finally e.g i.e
+    ok okay ai llm api apis json url urls id ids http https sql csv pdf html faq q&a utc
+    note tip warning important example step steps task tasks tool tools answer question user
+    """.split()  # noqa: SIM905 - a word list reads better as words
 )
 
 
@@ -193,14 +128,19 @@ def _specifics(text: str) -> list[tuple[str, str]]:
     for m in _WORD.finditer(text):
         if not free(*m.span()):
             continue
-        word = m.group(0).rstrip(".'’-")
+        word = re.sub(r"['’]s$", "", m.group(0)).rstrip(".'’-")  # "Craig's" names Craig
+        if not word:
+            continue
         if _is_code_like(word):
             add(*m.span(), word)
             continue
         if not word[:1].isupper() or word.lower() in _COMMON:
             continue
         # A capital at the start of a sentence (or a line, a bullet, a quotation) says nothing.
-        if _SENTENCE_END.search(text[: m.start()]):
+        i = m.start() - 1
+        while i >= 0 and text[i] in " \t":
+            i -= 1
+        if i < 0 or text[i] in _STARTERS:
             continue
         add(*m.span(), word)
     found.sort()

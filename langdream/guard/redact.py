@@ -193,7 +193,8 @@ _AUTHORIZATION = re.compile(
 _KEY_NAME = (
     r"(?:(?<![A-Za-z0-9])|(?<=[a-z])(?=[A-Z]))"
     r"(?P<name>(?:[A-Za-z0-9]+[_.-])*"
-    r"(?i:(?:api|access|secret|client|refresh|auth|id|session|bearer|private)[ _-]?(?:key|token|secret)|apikey|key|token|secret))"
+    r"(?i:(?:api|access|secret|client|refresh|auth|id|session|bearer|private)[ _-]?(?:key|token|secret)|apikey|key|"
+    r"token|secret))"
     r"(?![A-Za-z0-9])"
 )
 _SEPARATOR = r"[\"']?\s*(?::|=|=>|:=)\s*"
@@ -358,7 +359,7 @@ def substitute(
     """``text`` with the matches of ``pattern`` inside ``windows`` replaced; None from ``replace`` keeps one.
 
     Matching starts at each window but sees the text before it (lookbehinds work as on the
-    whole text); shared with ``langdream.guard.injection``.
+    whole text); shared with ``langdream.guard.neutralise``.
     """
     out: list[str] = []
     last = 0

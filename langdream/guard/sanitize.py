@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from langdream.guard.injection import neutralise_episode
+from langdream.guard.neutralise import neutralise_episode
 from langdream.guard.redact import redact_episode
 from langdream.types import Episode
 
@@ -21,7 +21,8 @@ def sanitize_episode(episode: Episode) -> Episode:
     neutralised, neutralisations = neutralise_episode(redacted)
     if not redactions and not neutralisations:
         return episode
-    notes = dict(neutralised.metadata.get(METADATA_KEY) or {})
+    existing = neutralised.metadata.get(METADATA_KEY)
+    notes = dict(existing) if isinstance(existing, dict) else {}
     for key, counts in (("redacted", redactions), ("neutralised", neutralisations)):
         if counts:
             notes[key] = dict(Counter(notes.get(key) or {}) + counts)
