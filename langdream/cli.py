@@ -207,7 +207,8 @@ def insights_list(
     table = Table("namespace", "status", "support", "conf.", "insight", show_lines=False)
     table.add_column("id", no_wrap=True)  # whole, so it can be copied into `insights show`
     for i in found:
-        table.add_row(format_namespace(i.namespace), i.status.value, str(i.support), f"{i.confidence:.2f}", i.display_text(), i.id)
+        status = f"{i.status.value} ({i.hold.value})" if i.hold else i.status.value
+        table.add_row(format_namespace(i.namespace), status, str(i.support), f"{i.confidence:.2f}", i.display_text(), i.id)
     out.print(table if found else "no insights")
 
 

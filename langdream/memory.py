@@ -19,11 +19,11 @@ import numpy as np
 from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
 
+from langdream import lifecycle
 from langdream.apply import insight_text_for_embedding
 from langdream.config import DEFAULT_NAMESPACE, Settings, resolve_home
 from langdream.dream import Dreamer, Progress
 from langdream.embed import EMBEDDING_MODEL_KEY, Embedder
-from langdream import lifecycle
 from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError, UsageError
 from langdream.forget import plan_forget
 from langdream.guard import sanitize_episode
@@ -465,9 +465,6 @@ class DreamMemory:
         self.ledger.write_insights(writes)
         self._dreamer(None).sync_index()
 
-    def _embed_texts(self, texts: list[str]) -> np.ndarray:
-        return self.embedder.embed(texts)
-
     def approve(self, insight_id: str, *, actor: str | None = None, note: str = "") -> Insight:
         """Lift the hold of a quarantined insight; it becomes active once its support is earned."""
         with self._dream_lock:
@@ -480,7 +477,7 @@ class DreamMemory:
         edit of an approved insight, undo the edit instead."""
         with self._dream_lock:
             write = lifecycle.reject(
-                self.ledger, self.settings, self._embed_texts, insight_id, actor or lifecycle.default_actor(), note
+                self.ledger, self.settings, self.embedder.embed, insight_id, actor or lifecycle.default_actor(), note
             )
             self._commit([write])
         return self.insight(insight_id)
@@ -496,7 +493,7 @@ class DreamMemory:
         """Put the insight set of that dream's namespace back to what it was right after that dream."""
         with self._dream_lock:
             report, writes = lifecycle.rollback(
-                self.ledger, self.settings, self._embed_texts, to_dream, actor or lifecycle.default_actor()
+                self.ledger, self.settings, self.embedder.embed, to_dream, actor or lifecycle.default_actor()
             )
             self._commit(writes)
         return report

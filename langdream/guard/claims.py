@@ -111,11 +111,4 @@ class ClaimChecker:
         return None
 
 
-def claim_hold(
-    op: Operation, evidence: Sequence[Episode], *, origin: InsightOrigin, min_support: int
-) -> tuple[InsightHold, str] | None:
-    """Why the claim of ``op`` (an add or edit) must wait for a person, or None when it may not."""
-    return ClaimChecker(origin=origin, min_support=min_support).hold(op, evidence)
-
-
-__all__ = ["ClaimChecker", "claim_hold", "redact_operation"]
+__all__ = ["ClaimChecker", "redact_operation"]

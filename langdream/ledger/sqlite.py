@@ -19,7 +19,7 @@ import numpy as np
 
 from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
 from langdream.errors import DataHomeError, DataHomeLockedError, NotFoundError
-from langdream.ledger import Exposure, ForgetPlan, ClusterWrite, InsightWrite, LedgerConflict, StoredCluster
+from langdream.ledger import ClusterWrite, Exposure, ForgetPlan, InsightWrite, LedgerConflict, StoredCluster
 from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
 from langdream.types import (
     DreamJob,
@@ -988,9 +988,6 @@ class SQLiteLedger:
             (seq, namespace_key(namespace)),
         )
         return {r["insight_id"]: _version_row(r) for r in rows}
-
-    def last_seq(self) -> int:
-        return int(self._read("SELECT COALESCE(MAX(seq), 0) AS n FROM insight_versions")[0]["n"])
 
     # -- drift guard -------------------------------------------------------------------------
 
