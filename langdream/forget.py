@@ -125,8 +125,8 @@ def _recount(
         )
         if insight.status is InsightStatus.ACTIVE and earned is not InsightStatus.ACTIVE:
             status, reason, fell = InsightStatus.REVOKED, f"{cause}; {why}", True
-        elif insight.status is InsightStatus.QUARANTINED:
-            reason = why
+        else:
+            reason = why  # the support it is left with
     if not evidence and status is not InsightStatus.REVOKED:
         status, reason, fell = InsightStatus.REVOKED, f"{cause}; no evidence is left", True
     new = insight.model_copy(

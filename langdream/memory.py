@@ -26,8 +26,7 @@ from langdream.dream import Dreamer, Progress
 from langdream.embed import EMBEDDING_MODEL_KEY, Embedder
 from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError, UsageError
 from langdream.forget import plan_forget
-from langdream.guard import sanitize_episode
-from langdream.guard.redact import redact_text
+from langdream.guard.sanitize import sanitize_episode, sanitize_text
 from langdream.index import ChromaIndex
 from langdream.ingest import IngestReport, read_jsonl
 from langdream.ledger.sqlite import SQLiteLedger
@@ -242,7 +241,7 @@ class DreamMemory:
         outcome = Outcome(
             success=current.success if success is None else success,
             score=current.score if score is None else score,
-            feedback=current.feedback if feedback is None else redact_text(feedback)[0],
+            feedback=current.feedback if feedback is None else sanitize_text(feedback),
         )
         return self.ledger.set_outcome(episode.id, outcome)
 
@@ -536,9 +535,10 @@ class DreamMemory:
                 self.index.drop_namespace(whole)
             else:
                 self.index.delete_episodes([i for i, _ in forgotten], [n for _, n in forgotten])
+            self._dreamer(None).sync_index()  # revoked insights leave the index
+            if whole is None:
                 for touched in {n for _, n in forgotten}:
-                    self.index.rebuild_episodes(touched)
-            self._dreamer(None).sync_index()
+                    self.index.rebuild(touched)
             self.ledger.compact()
             self.index.vacuum()
         logger.info("forgot %d episodes (%s)", len(forgotten), actor)

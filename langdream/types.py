@@ -191,8 +191,8 @@ class InsightVersion(_Model):
     """One entry of an insight's history, appended and never changed: what changed, why, by whom.
 
     ``seq`` orders every event of the data home; ``actor`` is ``"dream"`` for a dream's changes
-    (then ``job_id``, ``model_id`` and ``prompt_version`` name it) or who acted otherwise
-    (``person:<name>``, ``forget``); ``cause`` says why in words.
+    (then ``job_id``, ``model_id`` and ``prompt_version`` name it) or the person who acted
+    otherwise (``person:<name>``, also for a rollback or a forget); ``cause`` says why in words.
     """
 
     insight_id: str

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from contextlib import closing
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,24 +206,28 @@ class ChromaIndex:
                 if name in existing:
                     client.delete_collection(name)
 
-    def rebuild_episodes(self, namespace: Namespace) -> int:
-        """Rewrite the namespace's episode collection from the vectors it still holds.
+    def rebuild(self, namespace: Namespace) -> int:
+        """Rewrite the namespace's two collections from the vectors they still hold.
 
         Chroma keeps deleted vectors in its write-ahead queue until its index next persists;
         forgetting cannot wait for that, and a dropped collection takes its queue with it.
         Returns the number of vectors kept.
         """
-        name = collection_name(EPISODES, namespace)
         client = self._client_or_open()
-        if name not in {c.name for c in client.list_collections()}:
-            return 0
-        kept = self._collection(EPISODES, namespace).get(include=["embeddings"])
-        ids, vectors = list(kept["ids"]), np.asarray(kept["embeddings"], dtype=np.float32)
-        with self._lock:
-            self._collections.pop(name, None)
-            client.delete_collection(name)
-        self._upsert(EPISODES, ids, vectors, [namespace] * len(ids))
-        return len(ids)
+        existing = {c.name for c in client.list_collections()}
+        kept_total = 0
+        for kind in _KINDS:
+            name = collection_name(kind, namespace)
+            if name not in existing:
+                continue
+            kept = self._collection(kind, namespace).get(include=["embeddings"])
+            ids, vectors = list(kept["ids"]), np.asarray(kept["embeddings"], dtype=np.float32)
+            with self._lock:
+                self._collections.pop(name, None)
+                client.delete_collection(name)
+            self._upsert(kind, ids, vectors, [namespace] * len(ids))
+            kept_total += len(ids)
+        return kept_total
 
     def vacuum(self) -> None:
         """Rewrite chroma's SQLite file without its free pages (where deleted rows linger)."""
