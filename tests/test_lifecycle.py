@@ -150,6 +150,21 @@ def recorded_task(memory: DreamMemory) -> str:
     return memory.episodes(NS, limit=1)[0].task
 
 
+def test_a_decision_on_an_insight_that_changed_meanwhile_writes_nothing(make_memory, questions, tmp_path):
+    from langdream.lifecycle import approve
+
+    memory = make_memory(model=fake_model(), review_mode=True)
+    load(memory, [r for q in questions[:4] for r in q], tmp_path)
+    memory.dream(NS)
+    target = memory.review_queue(NS)[0]
+    stale = approve(memory.ledger, memory.settings, target.id, "person:alice")  # decided on version N
+    memory.retire(target.id, actor="person:bob")  # meanwhile someone else acts: version N + 1
+    with pytest.raises(LifecycleError, match="changed while"):
+        memory.ledger.write_insights([stale])
+    assert memory.insight(target.id).status is InsightStatus.RETIRED
+    assert memory.history(target.id)[-1].actor == "person:bob"
+
+
 def test_churn_caps_hold_the_excess_for_review(make_memory, questions, tmp_path):
     memory = make_memory(model=fake_model(), max_new_per_dream=2)
     load(memory, [r for q in questions for r in q], tmp_path)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
-from langdream.errors import DataHomeError, DataHomeLockedError, NotFoundError
+from langdream.errors import DataHomeError, DataHomeLockedError, LifecycleError, NotFoundError
 from langdream.ledger import ClusterWrite, Exposure, ForgetPlan, InsightWrite, LedgerConflict, StoredCluster
 from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
 from langdream.types import (
@@ -963,9 +963,20 @@ class SQLiteLedger:
         )
 
     def write_insights(self, writes: Sequence[InsightWrite]) -> None:
-        """Write changes made outside a dream (a person's action, a rollback) in one transaction."""
+        """Write changes made outside a dream (a person's action, a rollback) in one transaction.
+
+        Each write must follow the version it was computed from: if a dream (in this or another
+        process) changed the insight meanwhile, nothing is written.
+        """
         with self._write() as db:
             for write in writes:
+                row = db.execute("SELECT version FROM insights WHERE id = ?", (write.insight.id,)).fetchone()
+                if row is not None and row["version"] != write.insight.version - 1:
+                    raise LifecycleError(
+                        f"insight {write.insight.id} changed while this was decided "
+                        f"(it is at version {row['version']} now); nothing was written",
+                        hint="look at it again (langdream insights explain) and repeat the command",
+                    )
                 self._write_insight(db, write)
 
     def remembered_claims(self, namespace: Namespace) -> tuple[list[Insight], np.ndarray]:
