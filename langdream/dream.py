@@ -302,8 +302,9 @@ class Dreamer:
         own = {e.id for e in episodes}
         context = [i for ids in job.clusters for i in ids if i not in own]
         by_id = {e.id: e for e in [*episodes, *self.ledger.get_episodes(context)]}
+        # Redacted where they enter the plan (reflections journaled before redaction existed too).
         outputs = {
-            cluster_no: [Operation.model_validate(o) for o in json.loads(ops)]
+            cluster_no: [redact_operation(Operation.model_validate(o)) for o in json.loads(ops)]
             for cluster_no, (_, ops) in self.ledger.job_outputs(job.id).items()
         }
         views = self._views(job, by_id, vectors)
@@ -482,12 +483,7 @@ class Dreamer:
         screened = [
             (
                 view,
-                [
-                    redact_operation(op)
-                    for op in screen(
-                        plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]
-                    ).kept
-                ],
+                screen(plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]).kept,
             )
             for view in plan.views
         ]

@@ -68,9 +68,10 @@ def plan_forget(
     for namespace in {n for _, n in forgotten}:
         for insight in ledger.list_insights(namespace):
             if insight.id not in cited_by and quoting(insight):
-                writes.append(_recount(insight, insight.evidence, {}, settings, actor, 0, quoted=True)[0])
+                write, fell = _recount(insight, insight.evidence, {}, settings, actor, 0, quoted=True)
+                writes.append(write)
                 scrub.append(insight.id)
-                revoked += 1
+                revoked += fell
     for insight in insights:
         lost = [e for e in insight.evidence if e in gone]
         evidence = [e for e in insight.evidence if e not in gone and e in provenance]
@@ -96,25 +97,15 @@ def _recount(
 ) -> tuple[InsightWrite, bool]:
     """The insight with its support recounted over ``evidence``; and whether it fell (was revoked).
     One whose wording ``quoted`` a forgotten run is revoked whatever its support: its text goes."""
-    if quoted:
-        cause = f"its wording quoted a run forgotten by {actor}"
-        new = insight.model_copy(
-            update={
-                "evidence": evidence,
-                "support": len(evidence),
-                "status": InsightStatus.REVOKED,
-                "status_reason": cause,
-                "hold": None,
-                "version": insight.version + 1,
-                "updated_at": utcnow(),
-            }
-        )
-        return InsightWrite(new, InsightAction.FORGET, None, actor, cause), insight.status is not InsightStatus.REVOKED
-    threads, tasks = spread({e: provenance[e] for e in evidence})
+    known = {e: provenance[e] for e in evidence if e in provenance}
+    # An insight that cited none of the forgotten runs keeps its counts.
+    threads, tasks = spread(known) if len(known) == len(evidence) else (insight.threads, insight.tasks)
     cause = f"{lost} evidence episode(s) forgotten by {actor}"
     status, reason = insight.status, insight.status_reason
-    fell = False
-    if insight.status in (InsightStatus.ACTIVE, InsightStatus.QUARANTINED) and insight.hold is None:
+    if quoted:
+        cause = f"its wording quoted a run forgotten by {actor}"
+        status, reason = InsightStatus.REVOKED, cause
+    elif insight.status in (InsightStatus.ACTIVE, InsightStatus.QUARANTINED) and insight.hold is None:
         earned, why = support_status(
             len(evidence),
             threads,
@@ -124,11 +115,12 @@ def _recount(
             min_confidence=settings.min_confidence,
         )
         if insight.status is InsightStatus.ACTIVE and earned is not InsightStatus.ACTIVE:
-            status, reason, fell = InsightStatus.REVOKED, f"{cause}; {why}", True
+            status, reason = InsightStatus.REVOKED, f"{cause}; {why}"
         else:
             reason = why  # the support it is left with
     if not evidence and status is not InsightStatus.REVOKED:
-        status, reason, fell = InsightStatus.REVOKED, f"{cause}; no evidence is left", True
+        status, reason = InsightStatus.REVOKED, f"{cause}; no evidence is left"
+    fell = status is InsightStatus.REVOKED and insight.status is not InsightStatus.REVOKED
     new = insight.model_copy(
         update={
             "evidence": evidence,

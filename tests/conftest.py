@@ -64,7 +64,8 @@ def hotpotqa_records() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def hotpotqa_episodes(hotpotqa_records: list[dict]) -> list[Episode]:
-    return [Episode.model_validate({k: v for k, v in r.items() if k != "final_answer"} | {"final_answer": r.get("final_answer")}) for r in hotpotqa_records]
+    """The same runs as ``Episode`` objects (shared by the session: do not change them)."""
+    return [Episode.model_validate(r) for r in hotpotqa_records]
 
 
 def write_jsonl(path: Path, records: list[dict | str]) -> Path:

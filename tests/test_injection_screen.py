@@ -4,10 +4,7 @@ malicious lessons, per category."""
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections import Counter
-from importlib import resources
 
 import pytest
 
@@ -21,14 +18,6 @@ from langdream.guard.neutralise import (
 from langdream.guard.screen import SCREEN_CATEGORIES, Flag, describe_flags, screen_claim
 from langdream.reflect.extractive import _FAILURE_BEHAVIOURS, _TOOL_FEATURES, _describe
 from langdream.types import Episode
-
-
-@pytest.fixture(scope="module")
-def hotpotqa() -> list[Episode]:
-    path = resources.files("langdream") / "_data" / "hotpotqa_react.jsonl.gz"
-    with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-        return [Episode.model_validate(json.loads(line)) for line in lines if line.strip()]
-
 
 # --- neutralising -----------------------------------------------------------------------------
 
@@ -123,11 +112,11 @@ def test_fake_tool_results_only_in_tool_output() -> None:
     assert episode.messages[2].content == forged  # the input is not modified
 
 
-def test_neutralising_real_hotpotqa_runs_changes_nothing(hotpotqa: list[Episode]) -> None:
-    assert len(hotpotqa) == 994
+def test_neutralising_real_hotpotqa_runs_changes_nothing(hotpotqa_episodes: list[Episode]) -> None:
+    assert len(hotpotqa_episodes) == 994
     total: Counter[str] = Counter()
     changed = 0
-    for episode in hotpotqa:
+    for episode in hotpotqa_episodes:
         out, counts = neutralise_episode(episode)
         total += counts
         changed += out != episode
@@ -988,8 +977,8 @@ def test_extractive_templates_pass() -> None:
         assert screen_claim(claim, when) == [], claim
 
 
-def test_extractive_hard_task_claims_on_real_tasks_pass(hotpotqa: list[Episode]) -> None:
-    tasks = sorted({e.task for e in hotpotqa})
+def test_extractive_hard_task_claims_on_real_tasks_pass(hotpotqa_episodes: list[Episode]) -> None:
+    tasks = sorted({e.task for e in hotpotqa_episodes})
     flagged = []
     for n, task in enumerate(tasks):
         behaviour = [None, "no_answer", "repeated_call", "answer_after_empty"][n % 4]
@@ -1031,13 +1020,13 @@ def test_each_category_catches_its_own(category: str) -> None:
     assert caught / len(claims) >= 0.9, (category, caught, len(claims))
 
 
-def test_real_llm_reflections_pass(hotpotqa: list[Episode]) -> None:
+def test_real_llm_reflections_pass(hotpotqa_episodes: list[Episode]) -> None:
     # The Reflexion runs carry the lessons a model wrote after failed attempts ("I should have
     # searched ... without verifying ..."): real LLM-written lessons, none of them an attack.
     reflections = sorted(
         {
             line.strip()[2:]
-            for episode in hotpotqa
+            for episode in hotpotqa_episodes
             for message in episode.messages
             if message.role == "system"
             for line in message.content.splitlines()

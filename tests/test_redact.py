@@ -4,11 +4,8 @@ HotpotQA runs."""
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 from collections import Counter
-from importlib import resources
 
 import pytest
 
@@ -22,13 +19,6 @@ JWT = (
     ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 )
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq2dD4mUvZ9\nQ2xK8fLw3Vn0pRs\n-----END RSA PRIVATE KEY-----"
-
-
-@pytest.fixture(scope="module")
-def hotpotqa() -> list[Episode]:
-    path = resources.files("langdream") / "_data" / "hotpotqa_react.jsonl.gz"
-    with path.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-        return [Episode.model_validate(json.loads(line)) for line in lines if line.strip()]
 
 
 def test_kinds_and_placeholder() -> None:
@@ -294,20 +284,20 @@ def test_redact_episode_covers_every_free_text_field() -> None:
     assert redact_episode(out) == (out, Counter())
 
 
-def test_real_hotpotqa_runs_need_no_redaction(hotpotqa: list[Episode]) -> None:
+def test_real_hotpotqa_runs_need_no_redaction(hotpotqa_episodes: list[Episode]) -> None:
     # 994 real ReAct runs (Wikipedia text full of years, dates, figures and names): measured 0 hits.
-    assert len(hotpotqa) == 994
+    assert len(hotpotqa_episodes) == 994
     total: Counter[str] = Counter()
-    for episode in hotpotqa:
+    for episode in hotpotqa_episodes:
         out, counts = redact_episode(episode)
         total += counts
         assert (out == episode) == (not counts)
     assert total == Counter()
 
 
-def test_redaction_is_fast(hotpotqa: list[Episode]) -> None:
+def test_redaction_is_fast(hotpotqa_episodes: list[Episode]) -> None:
     # ~0.3 ms for a 10 kB episode measured on a shared 2-core machine; the bound leaves a wide margin.
-    big = [e for e in hotpotqa if len(e.model_dump_json()) >= 9000]
+    big = [e for e in hotpotqa_episodes if len(e.model_dump_json()) >= 9000]
     assert big
     best = min(_cpu_seconds(lambda: [redact_episode(e) for e in big]) for _ in range(3)) / len(big)
     assert best < 0.005

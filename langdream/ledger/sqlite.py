@@ -259,57 +259,49 @@ def _episode_row(row: sqlite3.Row) -> Episode:
     )
 
 
+def _state(row: sqlite3.Row) -> dict[str, Any]:
+    """The columns an insight's head row and its event rows share: its state and its provenance."""
+    return {
+        "status": row["status"],
+        "status_reason": row["status_reason"],
+        "hold": row["hold"],
+        "remembered": bool(row["remembered"]),
+        "text": row["text"],
+        "applies_when": row["applies_when"],
+        "evidence": json.loads(row["evidence"]),
+        "support": row["support"],
+        "threads": row["threads"],
+        "tasks": row["tasks"],
+        "confidence": row["confidence"],
+        "stats": json.loads(row["stats"]),
+        "version": row["version"],
+        "job_id": row["job_id"],
+        "model_id": row["model_id"],
+        "prompt_version": row["prompt_version"],
+    }
+
+
 def _insight_row(row: sqlite3.Row) -> Insight:
     return Insight(
+        **_state(row),
         id=row["id"],
         namespace=namespace_from_key(row["namespace"]),
-        status=row["status"],
-        status_reason=row["status_reason"],
-        text=row["text"],
-        applies_when=row["applies_when"],
         origin=row["origin"],
         signature=row["signature"],
-        evidence=json.loads(row["evidence"]),
-        support=row["support"],
-        threads=row["threads"],
-        tasks=row["tasks"],
-        confidence=row["confidence"],
-        stats=json.loads(row["stats"]),
-        version=row["version"],
-        model_id=row["model_id"],
-        prompt_version=row["prompt_version"],
-        job_id=row["job_id"],
         created_at=from_epoch(row["created_at"]),
         updated_at=from_epoch(row["updated_at"]),
-        hold=row["hold"],
-        remembered=bool(row["remembered"]),
     )
 
 
-def _version_row(r: sqlite3.Row) -> InsightVersion:
+def _version_row(row: sqlite3.Row) -> InsightVersion:
     return InsightVersion(
-        insight_id=r["insight_id"],
-        version=r["version"],
-        seq=r["seq"],
-        action=r["action"],
-        actor=r["actor"],
-        cause=r["cause"],
-        status=r["status"],
-        status_reason=r["status_reason"],
-        hold=r["hold"],
-        remembered=bool(r["remembered"]),
-        text=r["text"],
-        applies_when=r["applies_when"],
-        evidence=json.loads(r["evidence"]),
-        support=r["support"],
-        threads=r["threads"],
-        tasks=r["tasks"],
-        confidence=r["confidence"],
-        stats=json.loads(r["stats"]),
-        job_id=r["job_id"],
-        model_id=r["model_id"],
-        prompt_version=r["prompt_version"],
-        created_at=from_epoch(r["created_at"]),
+        **_state(row),
+        insight_id=row["insight_id"],
+        seq=row["seq"],
+        action=row["action"],
+        actor=row["actor"],
+        cause=row["cause"],
+        created_at=from_epoch(row["created_at"]),
     )
 
 
