@@ -20,12 +20,13 @@ SHARED_DATA = Path(os.environ.get("LANGDREAM_SHARED_DATA") or Path(__file__).res
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from langdream._device import cuda_available
 
-    if cuda_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU; torch sees none on this machine")
+    skip_gpu = None if cuda_available() else pytest.mark.skip(reason="needs a CUDA GPU; torch sees none on this machine")
+    skip_soak = None if os.environ.get("LANGDREAM_SOAK") == "1" else pytest.mark.skip(reason="a long soak: set LANGDREAM_SOAK=1")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if skip_gpu is not None and "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+        if skip_soak is not None and "soak" in item.keywords:
+            item.add_marker(skip_soak)
 
 
 @pytest.fixture(scope="session")
