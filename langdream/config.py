@@ -96,12 +96,34 @@ DEFAULT_DRIFT_MIN_RUNS = 10
 DEFAULT_DRIFT_MARGIN = 0.2
 DEFAULT_DRIFT_Z = 1.645
 
+# One dreamer per namespace: a dream holds the namespace's lease, renewed as it journals each
+# reflection; a lease whose holder died is taken over once it expires (at once on the same machine).
+DEFAULT_DREAM_LEASE_SECONDS = 300.0
+
+# Reflection retries, per class of error: attempts in all (the first included), and the backoff
+# before each retry (base * 2**n seconds with full jitter, capped; a rate limit's Retry-After
+# is honoured up to the cap). A job whose reflection exhausts them is parked, not closed.
+DEFAULT_REFLECT_RETRY_ATTEMPTS = {
+    "rate_limit": 6,
+    "timeout": 4,
+    "connection": 4,
+    "server": 4,
+    "invalid_output": 3,
+    "refusal": 2,
+}
+DEFAULT_REFLECT_RETRY_BASE_SECONDS = 1.0
+DEFAULT_REFLECT_RETRY_MAX_SECONDS = 60.0
+
 # Idle-time scheduler.
 DEFAULT_IDLE_SECONDS = 300.0
 DEFAULT_DREAM_EVERY_EPISODES = 50
 
-# Ledger.
-DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
+# Ledger: how long a write waits for another process's transaction before it fails. Dreams
+# apply in one transaction, so this bounds how long a recording agent may wait on a dream.
+DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
+# Index: how long a process waits for another process that owns the chroma directory before
+# it is refused (only one process at a time writes it).
+DEFAULT_INDEX_LOCK_SECONDS = 5.0
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -171,7 +193,23 @@ class Settings(BaseModel):
     drift_margin: float = Field(default=DEFAULT_DRIFT_MARGIN, ge=0.0, le=1.0)
     drift_z: float = Field(default=DEFAULT_DRIFT_Z, ge=0.0)
 
+    dream_lease_seconds: float = Field(default=DEFAULT_DREAM_LEASE_SECONDS, gt=0)
+    reflect_retry_attempts: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_REFLECT_RETRY_ATTEMPTS))
+    reflect_retry_base_seconds: float = Field(default=DEFAULT_REFLECT_RETRY_BASE_SECONDS, ge=0)
+    reflect_retry_max_seconds: float = Field(default=DEFAULT_REFLECT_RETRY_MAX_SECONDS, ge=0)
+
     busy_timeout_seconds: float = Field(default=DEFAULT_BUSY_TIMEOUT_SECONDS, gt=0)
+    index_lock_seconds: float = Field(default=DEFAULT_INDEX_LOCK_SECONDS, ge=0)
+
+    @field_validator("reflect_retry_attempts")
+    @classmethod
+    def _known_error_classes(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(DEFAULT_REFLECT_RETRY_ATTEMPTS)
+        if unknown:
+            raise ValueError(f"unknown error classes {sorted(unknown)}; known: {sorted(DEFAULT_REFLECT_RETRY_ATTEMPTS)}")
+        if any(n < 1 for n in value.values()):
+            raise ValueError("each error class needs at least 1 attempt")
+        return {**DEFAULT_REFLECT_RETRY_ATTEMPTS, **value}
 
     @field_validator("device")
     @classmethod

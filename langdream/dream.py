@@ -28,7 +28,7 @@ from langdream.apply import DreamContext, InsightBook, insight_text_for_embeddin
 from langdream.cluster import cluster
 from langdream.config import Settings
 from langdream.embed import Embedder, check_embedding_model
-from langdream.errors import ReflectionError
+from langdream import lease
 from langdream.guard import ClaimChecker, drift_verdict, redact_operation, screen
 from langdream.guard.redact import redact_text
 from langdream.index import ChromaIndex
@@ -134,11 +134,30 @@ class Dreamer:
         self.embedder = embedder
         self.reflector = reflector
         self.settings = settings
+        self.owner = lease.new_owner()  # this dreamer's name on the leases it holds
+        self._renewed = 0.0
 
     # -- the two entry points ----------------------------------------------------------------
 
     def dream(self, namespace: Namespace, *, progress: Progress | None = None) -> DreamReport:
-        progress = progress or _no_progress
+        self.index.lock.acquire()  # only one process writes the index: refused within seconds, not hung
+        if (busy := self._take_lease(namespace)) is not None:
+            return busy
+        try:
+            return self._dream(namespace, progress or _no_progress)
+        finally:
+            self._release_lease(namespace)
+
+    async def adream(self, namespace: Namespace, *, progress: Progress | None = None) -> DreamReport:
+        await asyncio.to_thread(self.index.lock.acquire)
+        if (busy := await asyncio.to_thread(self._take_lease, namespace)) is not None:
+            return busy
+        try:
+            return await self._adream(namespace, progress or _no_progress)
+        finally:
+            await asyncio.to_thread(self._release_lease, namespace)
+
+    def _dream(self, namespace: Namespace, progress: Progress) -> DreamReport:
         plan = self._plan(namespace, progress)
         if isinstance(plan, DreamReport):
             return plan
@@ -154,11 +173,11 @@ class Dreamer:
                     failures.append(error)
                 progress("reflect", done, len(missing))
         plan.stages["reflect"] = time.perf_counter() - started
-        self._raise_if_failed(plan, failures)
+        if failures:
+            return self._park(plan, failures)
         return self._apply(plan, progress)
 
-    async def adream(self, namespace: Namespace, *, progress: Progress | None = None) -> DreamReport:
-        progress = progress or _no_progress
+    async def _adream(self, namespace: Namespace, progress: Progress) -> DreamReport:
         plan = await asyncio.to_thread(self._plan, namespace, progress)
         if isinstance(plan, DreamReport):
             return plan
@@ -182,22 +201,75 @@ class Dreamer:
 
         results = await asyncio.gather(*(one(v) for v in missing), return_exceptions=True)
         plan.stages["reflect"] = time.perf_counter() - started
-        self._raise_if_failed(plan, [r for r in results if isinstance(r, BaseException)])
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            return await asyncio.to_thread(self._park, plan, failures)
         return await asyncio.to_thread(self._apply, plan, progress)
 
     # -- shared stages -----------------------------------------------------------------------
 
-    def _raise_if_failed(self, plan: _Plan, failures: list[BaseException]) -> None:
-        if not failures:
+    def _take_lease(self, namespace: Namespace) -> DreamReport | None:
+        """Hold the namespace's dream lease, or say who does (then this dream does nothing)."""
+        started = time.perf_counter()
+        lease.mark_live(self.owner, True)
+        holder = self.ledger.acquire_lease(namespace, self.owner, self.settings.dream_lease_seconds, lease.holder_dead)
+        if holder is None:
+            self._renewed = time.monotonic()
+            return None
+        lease.mark_live(self.owner, False)
+        owner, expires = holder
+        return self._skipped(
+            namespace,
+            f"another dreamer ({lease.describe(owner)}) holds this namespace until "
+            f"{time.strftime('%H:%M:%S', time.localtime(expires))}; its work is not repeated",
+            started,
+        )
+
+    def _renew_lease(self, namespace: Namespace) -> None:
+        """Renew the lease once a third of it has passed. A lease lost meanwhile is not taken back:
+        the apply transaction checks it, so this dream then writes nothing."""
+        if time.monotonic() - self._renewed < self.settings.dream_lease_seconds / 3:
             return
+        holder = self.ledger.acquire_lease(namespace, self.owner, self.settings.dream_lease_seconds, lease.holder_dead)
+        if holder is not None:
+            logger.warning("dream lease of %s passed to %s", format_namespace(namespace), lease.describe(holder[0]))
+        self._renewed = time.monotonic()
+
+    def _release_lease(self, namespace: Namespace) -> None:
+        try:
+            self.ledger.release_lease(namespace, self.owner)
+        finally:
+            lease.mark_live(self.owner, False)
+
+    def _park(self, plan: _Plan, failures: list[BaseException]) -> DreamReport:
+        """Park the job after reflections failed for good: nothing is applied (the applied set must
+        not depend on which calls failed), what succeeded stays journaled, and the next dream
+        resumes the job. A kill or an interrupt is not a reflection failure: it propagates."""
+        for failure in failures:
+            if not isinstance(failure, Exception):
+                raise failure
         first = failures[0]
-        if not isinstance(first, Exception):
-            raise first
-        raise ReflectionError(
-            f"{len(failures)} of {len(plan.views)} cluster reflections failed in dream {plan.job.id} "
-            f"({type(first).__name__}: {first}); the {len(plan.outputs)} that succeeded are journaled",
-            hint="run the dream again: it resumes this job and reflects only the missing clusters",
-        ) from first
+        reason = (
+            f"{len(failures)} of {len(plan.views)} cluster reflections failed "
+            f"({type(first).__name__}: {getattr(first, 'message', first)})"
+        )
+        logger.warning("dream %s parked: %s", plan.job.id, reason, exc_info=first)
+        self.ledger.park_job(plan.job.id, reason)
+        return DreamReport(
+            namespace=plan.job.namespace,
+            job_id=plan.job.id,
+            episodes=len(plan.job.episodes),
+            clusters=len(plan.job.clusters),
+            noise=len(plan.job.noise),
+            parked=reason,
+            llm_calls=plan.llm_calls,
+            tokens_in=plan.tokens_in,
+            tokens_out=plan.tokens_out,
+            resumed=plan.resumed,
+            model_id=self.reflector.model_id,
+            prompt_version=self.reflector.prompt_version,
+            seconds=time.perf_counter() - plan.started,
+        )
 
     def sync_index(self) -> int:
         """Upsert changed active insights into the index and drop the others. Returns the count."""
@@ -244,6 +316,7 @@ class Dreamer:
             )
             if unchanged and resumable is None:
                 resumable = job
+                self.ledger.resume_job(job.id)
             else:
                 logger.info("abandoning dream job %s: its input changed or a newer job exists", job.id)
                 self.ledger.abandon_job(job.id)
@@ -448,6 +521,7 @@ class Dreamer:
         kept = [redact_operation(op) for op in reflection.operations]
         operations = json.dumps([op.model_dump(mode="json") for op in kept])
         self.ledger.save_output(plan.job.id, view.index, redact_text(reflection.raw)[0], operations)
+        self._renew_lease(plan.job.namespace)
         budget.settle(reserved, reflection.tokens_in + reflection.tokens_out)
         with plan.lock:
             plan.outputs[view.index] = kept
@@ -547,7 +621,8 @@ class Dreamer:
             update={"seconds": time.perf_counter() - plan.started, "stage_seconds": dict(plan.stages)}
         )
         try:
-            self.ledger.commit_dream(job.id, writes, consolidated, report, lasting)
+            self._renew_lease(job.namespace)
+            self.ledger.commit_dream(job.id, writes, consolidated, report, lasting, lease_owner=self.owner)
         except LedgerConflict as exc:
             logger.warning("dream %s was not applied: %s", job.id, exc)
             self.ledger.abandon_job(job.id)

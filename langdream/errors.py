@@ -8,6 +8,7 @@ Every error carries a ``hint`` that says how to fix the problem; ``str(error)`` 
     │   └── ModelError
     ├── DataHomeError
     │   └── DataHomeLockedError
+    │       └── IndexLockedError
     ├── NamespaceError
     │   └── UnknownNamespaceError
     ├── NotFoundError
@@ -53,6 +54,10 @@ class DataHomeError(LangDreamError):
 
 class DataHomeLockedError(DataHomeError):
     """Another process holds the data home's ledger locked for longer than the busy timeout."""
+
+
+class IndexLockedError(DataHomeLockedError):
+    """Another process owns the data home's chroma index (only one process may write it)."""
 
 
 class NamespaceError(LangDreamError):

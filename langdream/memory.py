@@ -117,12 +117,16 @@ def make_reflector(model: BaseChatModel | str | None, settings: Settings) -> Ref
     if model is None:
         return ExtractiveReflector()
     from langdream.reflect.llm import LLMReflector
+    from langdream.reflect.retry import RetryPolicy
 
     return LLMReflector(
         model,
         max_episodes=settings.reflect_max_episodes,
         episode_tokens=settings.episode_prompt_tokens,
         encoding=settings.encoding,
+        retry=RetryPolicy(
+            settings.reflect_retry_attempts, settings.reflect_retry_base_seconds, settings.reflect_retry_max_seconds
+        ),
     )
 
 
@@ -151,7 +155,7 @@ class DreamMemory:
         self.home = _prepare_home(resolve_home(home))
         self.settings = merge_settings(settings or saved_settings(self.home), overrides)
         self.ledger = SQLiteLedger(self.home / LEDGER_FILE, busy_timeout=self.settings.busy_timeout_seconds)
-        self.index = ChromaIndex(self.home / INDEX_DIR)
+        self.index = ChromaIndex(self.home / INDEX_DIR, lock_seconds=self.settings.index_lock_seconds)
         self.embedder = embedder or Embedder(
             self.settings.embedding_model,
             device=self.settings.device,
@@ -160,7 +164,9 @@ class DreamMemory:
             gpu_dtype=self.settings.gpu_embedding_dtype,
         )
         self.reflector = reflector or make_reflector(model, self.settings)
-        self._recaller = Recaller(self.ledger, self.index, self.embedder, self.settings)
+        self._recaller = Recaller(
+            self.ledger, self.index, self.embedder, self.settings, sync_index=lambda: self._dreamer(None).sync_index()
+        )
         self._listeners: list[Callable[[Episode], None]] = []
         self._dream_lock = threading.Lock()
 
@@ -336,7 +342,8 @@ class DreamMemory:
         dreamer = self._dreamer(None)
         batch = max(256, self.embedder.batch_size * 8)
         with self._dream_lock:
-            self.index.reset()
+            # From nothing: a torn index may not even open, and the ledger has everything.
+            self.index.wipe()
             total = self.ledger.count_episodes()
             done = 0
             cluster_sums: dict[str, np.ndarray] = {}  # lasting clusters' sums, in the new vectors
@@ -462,7 +469,10 @@ class DreamMemory:
 
     def _commit(self, writes: list) -> None:
         self.ledger.write_insights(writes)
-        self._dreamer(None).sync_index()
+        # The process that owns the index brings it up to date; if another process owns it, that
+        # one does before its next recall or dream (the change is marked in the ledger).
+        if self.index.try_own():
+            self._dreamer(None).sync_index()
 
     def approve(self, insight_id: str, *, actor: str | None = None, note: str = "") -> Insight:
         """Lift the hold of a quarantined insight; it becomes active once its support is earned."""
@@ -524,6 +534,7 @@ class DreamMemory:
         whole = ns if not episode_ids and thread is None else None
         actor = actor or lifecycle.default_actor()
         before = _disk_bytes(self.home)
+        self.index.lock.acquire()  # forgetting must reach the index's files too: refuse early, before any change
         with self._dream_lock:
             forgotten = self.ledger.episode_ids_where(namespace=ns, episode_ids=episode_ids, thread_id=thread)
             if not forgotten and (whole is None or not self.ledger.has_namespace(whole)):

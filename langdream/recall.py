@@ -8,7 +8,7 @@ index still holds but the ledger has since retired is never shown.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy as np
 from langdream.config import Settings
 from langdream.embed import Embedder, check_embedding_model
 from langdream.index import ChromaIndex
+from langdream.index.ledger_search import LedgerSearch
 from langdream.ledger import Ledger
 from langdream.namespace import Namespace
 from langdream.tokens import count_tokens
@@ -89,12 +90,49 @@ def format_recall(insights: list[Insight]) -> str:
 class Recaller:
     """Finds the active insights relevant to a task and renders the text a run is shown."""
 
-    def __init__(self, ledger: Ledger, index: ChromaIndex, embedder: Embedder, settings: Settings) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        index: ChromaIndex,
+        embedder: Embedder,
+        settings: Settings,
+        sync_index: Callable[[], object] | None = None,
+    ) -> None:
         self.ledger = ledger
         self.index = index
         self.embedder = embedder
         self.settings = settings
         self._model_checked = False
+        self._ledger_search = LedgerSearch(ledger)
+        self._sync_index = sync_index
+        self._synced_epoch: int | None = None
+
+    def _candidates(self, vector: np.ndarray, namespace: Namespace, n: int) -> dict[str, float]:
+        """Insight ids with their relevance: by wording, or by the runs they were learned from.
+
+        The process that owns the chroma index searches it (first bringing it up to date with
+        changes other processes made in the ledger); any other process searches the ledger.
+        """
+        s = self.settings
+        if self.index.owned:
+            epoch = self.ledger.recall_epoch()
+            if self._sync_index is not None and epoch != self._synced_epoch:
+                self._sync_index()
+                self._synced_epoch = epoch
+            hits = {h.id: h.similarity for h in self.index.query_insights(vector, namespace, n)}
+            learned = learned_nearby(
+                self.index, self.ledger, vector, namespace, s.recall_neighbours, [InsightStatus.ACTIVE], n
+            )
+        else:
+            hits = {h.id: h.similarity for h in self._ledger_search.query_insights(vector, namespace, n)}
+            learned = (
+                self._ledger_search.learned_nearby(vector, namespace, [InsightStatus.ACTIVE], n)
+                if s.recall_neighbours > 0
+                else {}
+            )
+        for insight_id, similarity in learned.items():
+            hits[insight_id] = max(similarity, hits.get(insight_id, -1.0))
+        return hits
 
     def recall(
         self,
@@ -117,12 +155,7 @@ class Recaller:
         vector = self.embedder.embed_one(task)
         # Relevance: how well the insight's wording matches the task, or how close the task is to
         # the runs the insight was learned from, whichever is higher.
-        hits = {h.id: h.similarity for h in self.index.query_insights(vector, namespace, k * _OVERFETCH)}
-        learned = learned_nearby(
-            self.index, self.ledger, vector, namespace, s.recall_neighbours, [InsightStatus.ACTIVE], k * _OVERFETCH
-        )
-        for insight_id, similarity in learned.items():
-            hits[insight_id] = max(similarity, hits.get(insight_id, -1.0))
+        hits = self._candidates(vector, namespace, k * _OVERFETCH)
         general = self.ledger.general_insights(namespace, s.general_min_tasks, k)
         for insight in general:
             hits[insight.id] = max(s.recall_min_similarity, hits.get(insight.id, -1.0))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from langchain_core.language_models import BaseChatModel
 
 from langdream.config import DEFAULT_DREAM_EVERY_EPISODES, DEFAULT_IDLE_SECONDS
-from langdream.errors import ConfigError
+from langdream.errors import ConfigError, ReflectionError
 from langdream.memory import DreamMemory
 from langdream.types import DreamReport, Episode
 
@@ -149,6 +149,12 @@ class DreamScheduler:
     def _dream(self) -> None:
         try:
             reports = self.memory.dream(model=self.model)
+            parked = [r for r in reports if r.parked]
+            if parked:
+                raise ReflectionError(
+                    "; ".join(r.summary() for r in parked),
+                    hint="the parked jobs keep what was reflected; the next dream resumes them (see `langdream jobs`)",
+                )
         except Exception as exc:  # a failed dream is journaled and retried; keep the thread alive
             self.last_error = exc
             logger.error("background dream failed: %s", exc)

@@ -246,6 +246,11 @@ class DreamReport(_Model):
     tokens_out: int = Field(default=0, description="tokens the reflector answered with (tiktoken)")
     resumed: bool = False
     skipped: str | None = Field(default=None, description="why nothing was done, when nothing was")
+    parked: str | None = Field(
+        default=None,
+        description="why the job was parked: a reflection failed after its retries; nothing was applied, "
+        "and the next dream resumes the job (this is not 'nothing learned')",
+    )
     model_id: str = ""
     prompt_version: str = ""
     seconds: float = 0.0
@@ -256,6 +261,8 @@ class DreamReport(_Model):
         where = format_namespace(self.namespace)
         if self.skipped:
             return f"{where}: {self.skipped}"
+        if self.parked:
+            return f"{where}: dream {self.job_id} parked, nothing applied yet ({self.parked}); the next dream resumes it"
         extra = ""
         if self.joined or self.waiting:
             extra += f"; {self.joined} joined earlier clusters, {self.waiting} wait for company"
@@ -316,7 +323,8 @@ class DreamJob(_Model):
 
     id: str
     namespace: NamespaceField
-    status: Literal["open", "done", "abandoned"] = "open"
+    # "parked": a reflection kept failing after its retries; the next dream resumes it.
+    status: Literal["open", "parked", "done", "abandoned"] = "open"
     episodes: list[tuple[str, int]] = Field(default_factory=list)
     clusters: list[list[str]] = Field(default_factory=list)
     # The lasting cluster each entry of ``clusters`` reflects on: an existing one that new
@@ -330,6 +338,8 @@ class DreamJob(_Model):
     report: DreamReport | None = None
     # The last insight event at the job's commit: the insight set "as it was after this dream".
     committed_seq: int | None = None
+    parked_reason: str | None = Field(default=None, description="why the job is parked (the last reflection error)")
+    attempts: int = Field(default=0, description="dream passes that worked on this job")
 
     @model_validator(mode="after")
     def _one_id_per_cluster(self) -> DreamJob:

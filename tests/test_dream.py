@@ -140,16 +140,20 @@ def test_a_failed_reflection_keeps_the_others_and_reflects_only_the_missing_one(
     memory = make_memory(reflector=reflector)
     load(memory, sample, tmp_path)
 
-    with pytest.raises(ReflectionError, match="run the dream again|1 of"):
-        memory.dream("hotpotqa")
+    (parked,) = memory.dream("hotpotqa")
+    assert parked.parked and "1 of" in parked.parked and "simulated failure on cluster 1" in parked.parked
+    assert "parked" in parked.summary() and parked.added == 0
     (job,) = memory.ledger.open_jobs(("hotpotqa",))
+    assert job.status == "parked" and job.parked_reason == parked.parked
+    assert [j.id for j in memory.ledger.parked_jobs()] == [job.id]
     assert set(memory.ledger.job_outputs(job.id)) == set(range(len(job.clusters))) - {1}
     assert memory.insights(status="all") == []  # nothing applied: not "nothing learned", just not yet
 
     reflector.fail_on.clear()
     reflector.calls.clear()
     (report,) = memory.dream("hotpotqa")
-    assert reflector.calls == [1] and report.resumed and report.added > 0
+    assert reflector.calls == [1] and report.resumed and report.added > 0 and report.parked is None
+    assert memory.ledger.get_job(job.id).status == "done" and memory.ledger.get_job(job.id).attempts == 2
 
 
 def test_an_apply_that_lost_a_race_writes_nothing(memory, sample, tmp_path, monkeypatch):
@@ -157,9 +161,9 @@ def test_an_apply_that_lost_a_race_writes_nothing(memory, sample, tmp_path, monk
     first = sample[0]["id"]
     real_commit = memory.ledger.commit_dream
 
-    def feedback_arrives_first(job_id, writes, consolidated, report, clusters):
+    def feedback_arrives_first(job_id, writes, consolidated, report, clusters, lease_owner):
         memory.feedback(first, success=False)  # the episode's revision changes under the dream
-        return real_commit(job_id, writes, consolidated, report, clusters)
+        return real_commit(job_id, writes, consolidated, report, clusters, lease_owner)
 
     monkeypatch.setattr(memory.ledger, "commit_dream", feedback_arrives_first)
     (report,) = memory.dream("hotpotqa")

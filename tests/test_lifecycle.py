@@ -297,7 +297,7 @@ def test_an_old_data_home_is_upgraded_in_place_without_losing_anything(tmp_path,
     counts = {t: before.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("episodes", "insights", "insight_versions")}
     before.close()
     with DreamMemory(home, embedder=embedder) as memory:
-        assert memory.ledger.get_meta("schema_version") == "2"
+        assert memory.ledger.get_meta("schema_version") == "3"
         insights = memory.insights("v1", status="all")
         assert len(insights) == counts["insights"] and len(memory.episodes("v1", limit=1000)) == counts["episodes"]
         for insight in insights:
@@ -309,3 +309,20 @@ def test_an_old_data_home_is_upgraded_in_place_without_losing_anything(tmp_path,
             memory.rollback(old_job.id)
         episode = Episode(id="new-one", namespace=("v1",), task="A new task", outcome=Outcome(success=True))
         assert memory.record(episode)
+
+
+def test_a_schema2_data_home_gains_parked_jobs_and_leases_and_keeps_dreaming(tmp_path, embedder):
+    home = tmp_path / "v2"
+    home.mkdir()
+    # Written by the commit before schema 3 (one dream over 60 real HotpotQA runs).
+    shutil.copy(Path(__file__).parent / "data" / "ledger-schema2.sqlite3", home / "ledger.sqlite3")
+    with DreamMemory(home, embedder=embedder) as memory:
+        assert memory.ledger.get_meta("schema_version") == "3"
+        (job,) = memory.jobs("v2")
+        assert job.status == "done" and job.parked_reason is None and job.attempts == 0
+        active = memory.insights("v2")
+        assert active and all(memory.explain(i.id).evidence for i in active)
+        memory.reindex()  # its chroma index was not shipped with it
+        assert memory.recall(memory.episodes("v2", limit=1)[0].task, "v2").insights
+        assert memory.record(Episode(id="after-upgrade", namespace=("v2",), task="A new task", outcome=Outcome(success=True)))
+        assert memory.ledger.leases() == []

@@ -656,6 +656,9 @@ def test_forget_a_namespace_leaves_no_byte_of_it_and_keeps_the_other(make_memory
     assert missing == [], f"the other namespace lost data: {missing[:10]}"
 
     reopened = make_memory(home)
+    # Recall as the process that owns the index, as `before` was (a process that does not own it
+    # searches the ledger, whose learned-nearby channel works from clusters rather than runs).
+    assert reopened.index.try_own()
     assert snapshot(reopened, NS_B, b.tasks) == before
 
 

@@ -120,7 +120,7 @@ def test_llm_reflector_retries_malformed_output_then_raises():
     assert op.claim == "x"
 
     always_bad = LLMReflector(FakeReflectionModel(responder=lambda prompt: {"operations": [{"action": "explode"}]}))
-    with pytest.raises(ReflectionError, match="2 attempts"):
+    with pytest.raises(ReflectionError, match="3 attempts allowed for invalid_output"):
         always_bad.reflect(ClusterView(0, ("t",), retry_runs()))
 
 

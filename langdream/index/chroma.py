@@ -14,6 +14,7 @@ instead of ~1.5 ms.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -24,12 +25,18 @@ from typing import Any
 
 import numpy as np
 
+from langdream.config import DEFAULT_INDEX_LOCK_SECONDS
+from langdream.crashpoints import crash_point
 from langdream.errors import DataHomeError
+from langdream.index.lock import IndexLock
 from langdream.namespace import Namespace, namespace_key
 
 INSIGHTS = "ldi"
 EPISODES = "lde"
 _KINDS = (INSIGHTS, EPISODES)
+_BOUNDARY = {INSIGHTS: "index.insights", EPISODES: "index.episodes"}
+# Next to the chroma directory, so rebuilding the directory keeps the lock.
+LOCK_FILE = "index.lock"
 
 
 def collection_name(kind: str, namespace: Namespace) -> str:
@@ -52,16 +59,31 @@ class IndexHit:
 
 
 class ChromaIndex:
-    """A chroma ``PersistentClient`` under ``path``, opened on first use."""
+    """A chroma ``PersistentClient`` under ``path``, opened on first use.
 
-    def __init__(self, path: str | Path) -> None:
+    Opening it takes the data home's index lock (see ``IndexLock``): only the process that owns
+    the directory reads or writes it, until ``close``.
+    """
+
+    def __init__(self, path: str | Path, *, lock_seconds: float = DEFAULT_INDEX_LOCK_SECONDS) -> None:
         self.path = Path(path)
+        self.lock = IndexLock(self.path.parent / LOCK_FILE, lock_seconds)
         self._client = None
         self._collections: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    @property
+    def owned(self) -> bool:
+        """True when this process owns the index (so reading it here is safe and current)."""
+        return self.lock.held
+
+    def try_own(self) -> bool:
+        """Own the index if no other process does, without waiting."""
+        return self.lock.try_acquire()
+
     def _client_or_open(self):
         if self._client is None:
+            self.lock.acquire()
             with self._lock:
                 if self._client is None:
                     import chromadb
@@ -119,6 +141,7 @@ class ChromaIndex:
             for start in range(0, len(rows), step):
                 chunk = rows[start : start + step]
                 collection.upsert(ids=[ids[r] for r in chunk], embeddings=vectors[chunk])
+        crash_point(_BOUNDARY[kind])
 
     def _delete(self, kind: str, ids: Sequence[str], namespaces: Sequence[Namespace]) -> None:
         """Delete ``ids`` (each of its namespace); deleting an id that is not there is not an error."""
@@ -127,6 +150,8 @@ class ChromaIndex:
             collection = self._collection(kind, namespace)
             for start in range(0, len(rows), step):
                 collection.delete(ids=[ids[r] for r in rows[start : start + step]])
+        if ids:
+            crash_point(_BOUNDARY[kind])
 
     def _query(self, kind: str, vector: np.ndarray, namespace: Namespace, n: int) -> list[IndexHit]:
         collection = self._collection(kind, namespace)
@@ -243,7 +268,32 @@ class ChromaIndex:
                 hint="stop other langdream processes using this data home and run the command again",
             ) from exc
 
-    def close(self) -> None:
+    def wipe(self) -> None:
+        """Delete the whole chroma directory, readable or not (a torn index can crash chroma when
+        it is opened), so the next use starts an empty index. Needs the index lock."""
+        self.lock.acquire()
+        self._close_client()
+        # Chroma keeps one System per path per process; another client of this path (a second
+        # DreamMemory here) would hand the deleted files back to the next open.
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.path.exists():
+            raise DataHomeError(
+                f"cannot delete the chroma index {self.path}",
+                hint="check the directory's permissions, delete it by hand, then run `langdream reindex`",
+            )
+
+    def _close_client(self) -> None:
         with self._lock:
             self._collections.clear()
-            self._client = None
+            client, self._client = self._client, None
+        if client is not None:
+            # Stops chroma's shared System for this path, so a later open reads the disk afresh.
+            client.close()
+
+    def close(self) -> None:
+        """Close the client and give the index lock back."""
+        self._close_client()
+        self.lock.release()

@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
+from langdream.crashpoints import crash_point
 from langdream.errors import DataHomeError, DataHomeLockedError, LifecycleError, NotFoundError
 from langdream.ledger import ClusterWrite, Exposure, ForgetPlan, InsightWrite, LedgerConflict, StoredCluster
 from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
@@ -37,7 +38,7 @@ from langdream.types import (
     to_epoch,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # What the text of an insight or a stored model output becomes when its sources are forgotten.
 FORGOTTEN_TEXT = "[forgotten]"
 # Changes after which an insight may cite fewer episodes than before.
@@ -152,9 +153,20 @@ CREATE TABLE IF NOT EXISTS dream_jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     report TEXT,
-    committed_seq INTEGER
+    committed_seq INTEGER,
+    parked_reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS dream_jobs_ns_status ON dream_jobs (namespace, status);
+
+-- One dreamer per namespace at a time: the holder renews its lease while it works; a lease
+-- whose holder died is taken over (at once on the same machine, else once it expires).
+CREATE TABLE IF NOT EXISTS leases (
+    namespace TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS dream_outputs (
     job_id TEXT NOT NULL,
@@ -210,6 +222,12 @@ FROM insight_versions_v1 ORDER BY created_at, insight_id, version;
 DROP TABLE insight_versions_v1;
 """.replace("{versions}", _VERSIONS_TABLE)
 
+# Schema 2 -> 3: parked dream jobs (the leases table is created by the schema itself).
+_UPGRADE_V3 = """
+ALTER TABLE dream_jobs ADD COLUMN parked_reason TEXT;
+ALTER TABLE dream_jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+"""
+
 _INDEXES_V2 = """
 CREATE INDEX IF NOT EXISTS insight_versions_cut ON insight_versions (insight_id, seq);
 CREATE INDEX IF NOT EXISTS insights_remembered ON insights (namespace) WHERE remembered = 1;
@@ -224,6 +242,17 @@ _INSIGHT_COLUMNS = (
     "threads, tasks, confidence, stats, version, model_id, prompt_version, job_id, created_at, updated_at, "
     "hold, remembered"
 )
+
+
+_RECALL_EPOCH = "recall_epoch"
+
+
+def _bump_recall_epoch(db: sqlite3.Connection) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        (_RECALL_EPOCH,),
+    )
 
 
 def _dumps(value: Any) -> str:
@@ -319,6 +348,8 @@ def _job_row(row: sqlite3.Row) -> DreamJob:
         updated_at=from_epoch(row["updated_at"]),
         report=DreamReport.model_validate_json(row["report"]) if row["report"] else None,
         committed_seq=row["committed_seq"],
+        parked_reason=row["parked_reason"],
+        attempts=row["attempts"],
     )
 
 
@@ -410,7 +441,8 @@ class SQLiteLedger:
             self._connections.clear()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, boundary: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; ``boundary`` names the crash point its commit reaches."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -427,6 +459,8 @@ class SQLiteLedger:
             except sqlite3.OperationalError as exc:
                 db.execute("ROLLBACK")
                 raise self._home_error(exc) from exc
+            if boundary is not None:
+                crash_point(boundary)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -451,7 +485,8 @@ class SQLiteLedger:
                     f"the ledger {self.path} was written by a newer langdream (schema {stored})",
                     hint="upgrade langdream to open this data home",
                 )
-            script = _SCHEMA + (_UPGRADE_V2 if stored == 1 else "") + _INDEXES_V2
+            upgrades = (_UPGRADE_V2 if stored == 1 else "") + (_UPGRADE_V3 if stored in (1, 2) else "")
+            script = _SCHEMA + upgrades + _INDEXES_V2
             for statement in _statements(script):
                 db.execute(statement)
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -464,6 +499,12 @@ class SQLiteLedger:
             raise
 
     # -- data-home facts ---------------------------------------------------------------------
+
+    def recall_epoch(self) -> int:
+        """A number that changes whenever anything recall reads changes (insights, their vectors,
+        lasting clusters): a reader's cache of them is current while it stays the same."""
+        value = self.get_meta(_RECALL_EPOCH)
+        return int(value) if value else 0
 
     def get_meta(self, key: str) -> str | None:
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
@@ -478,7 +519,7 @@ class SQLiteLedger:
     def add_episodes(self, episodes: Sequence[Episode]) -> list[bool]:
         now = time.time()
         added = []
-        with self._write() as db:
+        with self._write("episode.write") as db:
             for ep in episodes:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO episodes (id, namespace, thread_id, run_id, task, messages, "
@@ -715,6 +756,7 @@ class SQLiteLedger:
     def set_insight_vectors(self, vectors: Sequence[tuple[str, np.ndarray]]) -> None:
         """Replace insights' stored vectors (after a change of embedding model) and mark them dirty."""
         with self._write() as db:
+            _bump_recall_epoch(db)
             db.executemany(
                 "UPDATE insights SET vector = ?, index_dirty = 1 WHERE id = ?",
                 [(_vector_bytes(v), i) for i, v in vectors],
@@ -740,10 +782,15 @@ class SQLiteLedger:
         return _job_row(rows[0]) if rows else None
 
     def open_jobs(self, namespace: Namespace) -> list[DreamJob]:
+        """The namespace's unfinished jobs (open or parked), oldest first."""
         rows = self._read(
-            "SELECT * FROM dream_jobs WHERE namespace = ? AND status = 'open' ORDER BY created_at",
+            "SELECT * FROM dream_jobs WHERE namespace = ? AND status IN ('open', 'parked') ORDER BY created_at",
             (namespace_key(namespace),),
         )
+        return [_job_row(r) for r in rows]
+
+    def parked_jobs(self) -> list[DreamJob]:
+        rows = self._read("SELECT * FROM dream_jobs WHERE status = 'parked' ORDER BY updated_at")
         return [_job_row(r) for r in rows]
 
     def list_jobs(self, namespace: Namespace | None = None, *, limit: int = 50) -> list[DreamJob]:
@@ -757,10 +804,10 @@ class SQLiteLedger:
         return [_job_row(r) for r in rows]
 
     def create_job(self, job: DreamJob) -> None:
-        with self._write() as db:
+        with self._write("job.journal") as db:
             db.execute(
                 "INSERT OR IGNORE INTO dream_jobs (id, namespace, status, episodes, clusters, noise, "
-                "prompt_version, model_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "prompt_version, model_id, created_at, updated_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 (
                     job.id,
                     namespace_key(job.namespace),
@@ -778,12 +825,58 @@ class SQLiteLedger:
     def abandon_job(self, job_id: str) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE dream_jobs SET status = 'abandoned', updated_at = ? WHERE id = ? AND status = 'open'",
+                "UPDATE dream_jobs SET status = 'abandoned', updated_at = ? WHERE id = ? AND status IN ('open', 'parked')",
                 (time.time(), job_id),
             )
 
-    def save_output(self, job_id: str, cluster: int, raw: str, operations: str) -> None:
+    def resume_job(self, job_id: str) -> None:
+        """Count one more pass at an unfinished job; a parked job is open again while it is worked on."""
         with self._write() as db:
+            db.execute(
+                "UPDATE dream_jobs SET status = 'open', attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ? AND status IN ('open', 'parked')",
+                (time.time(), job_id),
+            )
+
+    def park_job(self, job_id: str, reason: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE dream_jobs SET status = 'parked', parked_reason = ?, updated_at = ? WHERE id = ? AND status = 'open'",
+                (reason, time.time(), job_id),
+            )
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, namespace: Namespace, owner: str, seconds: float, holder_dead: Callable[[str], bool]
+    ) -> tuple[str, float] | None:
+        """Take (or renew) the namespace's dream lease for ``seconds``. Returns ``None`` when this
+        owner holds it now, else the current holder and when its lease expires."""
+        now = time.time()
+        key = namespace_key(namespace)
+        with self._write("lease") as db:
+            row = db.execute("SELECT owner, expires_at FROM leases WHERE namespace = ?", (key,)).fetchone()
+            if row is not None and row["owner"] != owner and row["expires_at"] > now and not holder_dead(row["owner"]):
+                return row["owner"], row["expires_at"]
+            db.execute(
+                "INSERT INTO leases (namespace, owner, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (namespace) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at, "
+                "acquired_at = CASE WHEN leases.owner = excluded.owner THEN leases.acquired_at ELSE excluded.acquired_at END",
+                (key, owner, now, now + seconds),
+            )
+        return None
+
+    def release_lease(self, namespace: Namespace, owner: str) -> None:
+        with self._write("job.done") as db:
+            db.execute("DELETE FROM leases WHERE namespace = ? AND owner = ?", (namespace_key(namespace), owner))
+
+    def leases(self) -> list[tuple[Namespace, str, float]]:
+        """Every lease still stored: namespace, holder, expiry (epoch seconds)."""
+        rows = self._read("SELECT namespace, owner, expires_at FROM leases ORDER BY namespace")
+        return [(namespace_from_key(r["namespace"]), r["owner"], r["expires_at"]) for r in rows]
+
+    def save_output(self, job_id: str, cluster: int, raw: str, operations: str) -> None:
+        with self._write("output.stored") as db:
             db.execute(
                 "INSERT OR REPLACE INTO dream_outputs (job_id, cluster, raw, operations, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -816,6 +909,7 @@ class SQLiteLedger:
     def set_cluster_sums(self, sums: Mapping[str, np.ndarray]) -> None:
         """Replace lasting clusters' vector sums (after ``reindex`` re-embedded their members)."""
         with self._write() as db:
+            _bump_recall_epoch(db)
             db.executemany(
                 "UPDATE clusters SET vector_sum = ? WHERE id = ?",
                 [(_vector_bytes(total), cluster_id) for cluster_id, total in sums.items()],
@@ -836,12 +930,17 @@ class SQLiteLedger:
         consolidated: Sequence[tuple[str, int]],
         report: DreamReport,
         clusters: Sequence[ClusterWrite] = (),
+        lease_owner: str | None = None,
     ) -> None:
         now = time.time()
-        with self._write() as db:
-            job = db.execute("SELECT status FROM dream_jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._write("apply") as db:
+            job = db.execute("SELECT status, namespace FROM dream_jobs WHERE id = ?", (job_id,)).fetchone()
             if job is None or job["status"] != "open":
                 raise LedgerConflict(f"dream job {job_id} is not open (status {job and job['status']})")
+            if lease_owner is not None:
+                lease = db.execute("SELECT owner FROM leases WHERE namespace = ?", (job["namespace"],)).fetchone()
+                if lease is None or lease["owner"] != lease_owner:
+                    raise LedgerConflict(f"this dreamer lost the lease of its namespace while dream {job_id} ran")
             for episode_id, revision in consolidated:
                 cursor = db.execute(
                     "UPDATE episodes SET consolidated_by = ?, consolidated_at = ? "
@@ -854,6 +953,7 @@ class SQLiteLedger:
                 self._write_insight(db, write)
             for cluster in clusters:
                 self._write_cluster(db, cluster, job_id, now)
+            _bump_recall_epoch(db)
             db.execute(
                 "UPDATE dream_jobs SET status = 'done', updated_at = ?, report = ?, "
                 "committed_seq = (SELECT COALESCE(MAX(seq), 0) FROM insight_versions) WHERE id = ?",
@@ -880,6 +980,7 @@ class SQLiteLedger:
         )
 
     def _write_insight(self, db: sqlite3.Connection, write: InsightWrite) -> None:
+        _bump_recall_epoch(db)
         ins = write.insight
         values = (
             ins.id,
@@ -1059,6 +1160,7 @@ class SQLiteLedger:
         ids = list(plan.episodes)
         jobs = self.jobs_touching(ids)
         with self._write() as db:
+            _bump_recall_epoch(db)
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = _placeholders(len(chunk))
@@ -1093,7 +1195,7 @@ class SQLiteLedger:
                     "UPDATE dream_outputs SET raw = ?, operations = '[]' WHERE job_id = ?", (FORGOTTEN_TEXT, job_id)
                 )
                 db.execute(
-                    "UPDATE dream_jobs SET status = 'abandoned', updated_at = ? WHERE id = ? AND status = 'open'",
+                    "UPDATE dream_jobs SET status = 'abandoned', updated_at = ? WHERE id = ? AND status IN ('open', 'parked')",
                     (now, job_id),
                 )
             for namespace in plan.namespaces:
@@ -1110,6 +1212,7 @@ class SQLiteLedger:
             "DELETE FROM cluster_members WHERE cluster_id IN (SELECT id FROM clusters WHERE namespace = ?)", (key,)
         )
         db.execute("DELETE FROM clusters WHERE namespace = ?", (key,))
+        db.execute("DELETE FROM leases WHERE namespace = ?", (key,))
         db.execute("DELETE FROM episodes WHERE namespace = ?", (key,))
 
     def compact(self) -> None:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import PydanticOutputParser
+from pydantic import ValidationError
 
 from langdream.config import DEFAULT_ENCODING, DEFAULT_EPISODE_PROMPT_TOKENS, DEFAULT_REFLECT_MAX_EPISODES
-from langdream.errors import ModelError, ReflectionError
+from langdream.errors import ModelError
 from langdream.reflect import ClusterView, Operation, Reflection, ReflectionOutput
 from langdream.reflect.prompts import PROMPT_VERSION, build_messages
+from langdream.reflect.retry import InvalidOutputError, RefusalError, RetryPolicy
 from langdream.tokens import count_tokens
 from langdream.types import InsightAction, InsightOrigin
 
@@ -88,7 +93,35 @@ def _to_operations(output: ReflectionOutput) -> list[Operation]:
 class _Spent:
     tokens_in: int = 0
     tokens_out: int = 0
-    last_error: Exception | None = None
+
+
+# Openings of a reply that declines instead of answering.
+_REFUSAL = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry,|i can(?:no|')t|i cannot|i'?m (?:not able|unable)|i am (?:not able|unable)|"
+    r"i (?:won'?t|will not)|as an ai\b)",
+    re.IGNORECASE,
+)
+
+
+def _output_in(text: str) -> ReflectionOutput | None:
+    """The first JSON object in ``text`` that is a valid reflection (models wrap JSON in prose)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+            return ReflectionOutput.model_validate(value)
+        except (ValueError, ValidationError):
+            start = text.find("{", start + 1)
+    return None
+
+
+def _refused(message: Any) -> bool:
+    if not isinstance(message, AIMessage):
+        return False
+    if message.additional_kwargs.get("refusal") or message.response_metadata.get("finish_reason") == "content_filter":
+        return True
+    return isinstance(message.content, str) and bool(_REFUSAL.match(message.content))
 
 
 class LLMReflector:
@@ -103,14 +136,14 @@ class LLMReflector:
         max_episodes: int = DEFAULT_REFLECT_MAX_EPISODES,
         episode_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS,
         encoding: str = DEFAULT_ENCODING,
-        max_attempts: int = 2,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.model = resolve_chat_model(model)
         self._model_id = model if isinstance(model, str) else chat_model_id(self.model)
         self.max_episodes = max_episodes
         self.episode_tokens = episode_tokens
         self.encoding = encoding
-        self.max_attempts = max_attempts
+        self.retry = retry or RetryPolicy()
         self._parser = PydanticOutputParser(pydantic_object=ReflectionOutput)
         try:
             self._structured = self.model.with_structured_output(ReflectionOutput, include_raw=True)
@@ -141,51 +174,65 @@ class LLMReflector:
         return sum(count_tokens(str(m.content), self.encoding) for m in messages)
 
     def _parse(self, result: Any) -> Reflection:
-        if self._structured is None:
-            raw = _raw_text(result)
-            parsed = self._parser.parse(result.content if isinstance(result, AIMessage) else str(result))
-        else:
-            raw = _raw_text(result.get("raw"))
-            parsed = result.get("parsed")
-            if parsed is None:
-                error = result.get("parsing_error") or "the reply had no ReflectionOutput tool call"
-                raise ReflectionError(
-                    f"the model's reflection did not fit the schema: {error}",
-                    hint="use a chat model that supports tool calling / structured output",
-                )
+        message = result.get("raw") if self._structured is not None else result
+        raw = _raw_text(message)
+        parsed = result.get("parsed") if self._structured is not None else None
+        if parsed is None:
+            # No tool call, or no tool calling at all: the JSON may still be in the text, in prose.
+            content = message.content if isinstance(message, AIMessage) else str(message)
+            parsed = _output_in(content if isinstance(content, str) else json.dumps(content))
+        if parsed is None:
+            if _refused(message):
+                raise RefusalError(f"the model declined to reflect: {str(getattr(message, 'content', ''))[:200]!r}")
+            error = (
+                result.get("parsing_error") if self._structured is not None else None
+            ) or "no reflection JSON in it"
+            raise InvalidOutputError(
+                f"the model's reflection did not fit the schema: {error}",
+                hint="use a chat model that supports tool calling / structured output",
+            )
         return Reflection(raw=raw, operations=_to_operations(parsed))
 
-    def _attempt(self, view: ClusterView, attempt: int, prompt: list, result: Any, spent: _Spent) -> Reflection | None:
-        """Parse one answer, counting its tokens into ``spent``; ``None`` when it must be asked again."""
+    def _accept(self, prompt: list, result: Any, spent: _Spent) -> Reflection:
+        """Count one answer's tokens into ``spent`` and parse it (raising when it must be asked again)."""
         spent.tokens_in += self._count(prompt)
         spent.tokens_out += count_tokens(
             _raw_text(result.get("raw") if isinstance(result, dict) else result), self.encoding
         )
-        try:
-            reflection = self._parse(result)
-        except (ReflectionError, ValueError) as exc:
-            spent.last_error = exc
-            logger.warning("reflection on cluster %s, attempt %s: %s", view.index, attempt, exc)
-            return None
-        return replace(reflection, tokens_in=spent.tokens_in, tokens_out=spent.tokens_out)
-
-    def _exhausted(self, spent: _Spent) -> ReflectionError:
-        return ReflectionError(f"no valid reflection after {self.max_attempts} attempts: {spent.last_error}")
+        return replace(self._parse(result), tokens_in=spent.tokens_in, tokens_out=spent.tokens_out)
 
     def reflect(self, view: ClusterView) -> Reflection:
         runnable = self._structured or self.model
-        spent = _Spent()
-        for attempt in range(1, self.max_attempts + 1):
+        spent, retries = _Spent(), self.retry.tracker()
+        while True:
             prompt = self._prompt(view)
-            if (done := self._attempt(view, attempt, prompt, runnable.invoke(prompt), spent)) is not None:
-                return done
-        raise self._exhausted(spent)
+            try:
+                return self._accept(prompt, runnable.invoke(prompt), spent)
+            except Exception as exc:  # noqa: BLE001 - classified: an unknown kind is fatal, not retried
+                delay = retries.after(exc)  # raises once this kind of error has used its attempts
+                logger.warning(
+                    "reflection on cluster %s failed (%s: %s); retrying in %.2fs",
+                    view.index,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
 
     async def areflect(self, view: ClusterView) -> Reflection:
         runnable = self._structured or self.model
-        spent = _Spent()
-        for attempt in range(1, self.max_attempts + 1):
+        spent, retries = _Spent(), self.retry.tracker()
+        while True:
             prompt = self._prompt(view)
-            if (done := self._attempt(view, attempt, prompt, await runnable.ainvoke(prompt), spent)) is not None:
-                return done
-        raise self._exhausted(spent)
+            try:
+                return self._accept(prompt, await runnable.ainvoke(prompt), spent)
+            except Exception as exc:  # noqa: BLE001 - classified as above
+                delay = retries.after(exc)
+                logger.warning(
+                    "reflection on cluster %s failed (%s: %s); retrying in %.2fs",
+                    view.index,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
