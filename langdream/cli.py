@@ -43,6 +43,9 @@ class _Group(typer.core.TyperGroup):
             ctx.exit(1)
 
 
+# `langdream dream` exits with this when a dream was parked (not an error of the command itself).
+PARKED_EXIT_CODE = 3
+
 app = typer.Typer(
     name="langdream",
     cls=_Group,
@@ -178,16 +181,22 @@ def dream(
     model: Optional[str] = typer.Option(None, "--model", help="Reflect with this chat model (provider:name)."),
     as_json: bool = typer.Option(False, "--json", help="Print the dream reports as JSON."),
 ) -> None:
-    """Consolidate new episodes into insights (also what cron should run)."""
+    """Consolidate new episodes into insights (also what cron should run).
+
+    Exits with status 3 when a dream was parked (its reflections kept failing; the next dream
+    resumes it), so a scheduler can alert on it.
+    """
     with memory() as mem, progress_bars(not as_json) as progress:
         reports = mem.dream(namespace, model=model, progress=progress)
     if as_json:
         emit_json([r.model_dump(mode="json") for r in reports])
-        return
-    if not reports:
-        out.print("nothing to dream about: no namespace has new episodes")
-    for report in reports:
-        out.print(report.summary())
+    else:
+        if not reports:
+            out.print("nothing to dream about: no namespace has new episodes")
+        for report in reports:
+            out.print(report.summary())
+    if any(r.parked for r in reports):
+        raise typer.Exit(PARKED_EXIT_CODE)
 
 
 @insights_app.command("list")
@@ -359,7 +368,7 @@ def jobs(
     table = Table("namespace", "status", "created", "episodes", "result")
     table.add_column("id", no_wrap=True)
     for j in found:
-        result = j.report.summary() if j.report else "-"
+        result = j.report.summary() if j.report else (f"parked: {j.parked_reason}" if j.parked_reason else "-")
         table.add_row(format_namespace(j.namespace), j.status, f"{j.created_at:%Y-%m-%d %H:%M}", str(len(j.episodes)), result, j.id)
     out.print(table if found else "no dream jobs yet")
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 from langdream._device import cuda_available, resolve_device
 from langdream.config import resolve_home
 from langdream.errors import LangDreamError
+from langdream.lease import describe
+from langdream.namespace import format_namespace
 
 _PACKAGES = (
     "langdream",
@@ -75,9 +78,31 @@ def _model() -> dict[str, Any]:
     return info
 
 
+def _index_health(memory: Any, path: Path) -> str:
+    """The index as a probe in a child process finds it, against the ledger's active insights."""
+    from langdream.index.probe import probe_index
+    from langdream.types import InsightStatus
+
+    if memory.index.owned:
+        return "owned by this process (not probed)"
+    found = probe_index(path, lock_seconds=memory.settings.index_lock_seconds)
+    state = found["state"]
+    fix = "; run `langdream reindex`"
+    if state == "missing":
+        return "missing" + fix
+    if state == "locked":
+        return f"in use: {found['error']} (not probed)"
+    if state in ("error", "crashed"):
+        return f"damaged ({state}: {found['error']})" + fix
+    active = {i.id for i in memory.ledger.list_insights(statuses=[InsightStatus.ACTIVE])}
+    indexed = set(found["insight_ids"])
+    if indexed != active:
+        return f"drifted ({len(active - indexed)} active insights missing, {len(indexed - active)} extra)" + fix
+    return f"ok ({len(indexed)} insights, {found['episodes']} episodes)"
+
+
 def _data(home: str | os.PathLike[str] | None) -> dict[str, Any]:
     from langdream.memory import INDEX_DIR, LEDGER_FILE, DreamMemory
-    from langdream.types import InsightStatus
 
     path = resolve_home(home)
     info: dict[str, Any] = {"data home": str(path.resolve()), "exists": path.is_dir()}
@@ -92,14 +117,19 @@ def _data(home: str | os.PathLike[str] | None) -> dict[str, Any]:
             info["namespaces"] = len(stats)
             info["episodes"] = sum(s.episodes for s in stats)
             info["episodes waiting for a dream"] = sum(s.pending for s in stats)
-            active = {i.id for i in memory.ledger.list_insights(statuses=[InsightStatus.ACTIVE])}
-            info["insights"] = {status: sum(s.insights.get(status, 0) for s in stats) for status in ("active", "quarantined", "retired")}
-            open_jobs = [j.id for s in stats for j in memory.ledger.open_jobs(s.namespace)]
-            info["open dream jobs"] = open_jobs or "none"
-            indexed = memory.index.insight_ids()
-            info["index matches ledger"] = (
-                "yes" if indexed == active else f"no ({len(indexed ^ active)} ids differ; run `langdream reindex`)"
-            )
+            info["insights"] = {
+                status: sum(s.insights.get(status, 0) for s in stats) for status in ("active", "quarantined", "retired")
+            }
+            jobs = [j for s in stats for j in memory.ledger.open_jobs(s.namespace)]
+            info["open dream jobs"] = [j.id for j in jobs if j.status == "open"] or "none"
+            info["parked dream jobs"] = [f"{j.id}: {j.parked_reason}" for j in jobs if j.status == "parked"] or "none"
+            now = time.time()
+            info["dream leases"] = [
+                f"{format_namespace(ns)}: {describe(owner)}, {'expired' if expires < now else 'until'} "
+                f"{time.strftime('%H:%M:%S', time.localtime(expires))}"
+                for ns, owner, expires in memory.ledger.leases()
+            ] or "none"
+            info["index health"] = _index_health(memory, path)
     except LangDreamError as exc:
         info["error"] = str(exc)
     return info

@@ -8,6 +8,7 @@ insights out of the reflection prompt, and answers with whatever ``responder`` r
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import threading
@@ -25,8 +26,10 @@ from pydantic import Field, PrivateAttr
 
 from langdream.reflect import ReflectionOutput
 
-_EPISODE = re.compile(r'<episode id="([^"]*)" outcome="([^"]*)">\n(.*?)\n</episode>', re.S)
-_INSIGHT = re.compile(r'<insight id="([^"]*)" status="([^"]*)"[^>]*>\n(.*?)\n(?:Applies when: .*?\n)?</insight>', re.S)
+_EPISODE = re.compile(r'<episode id="([^"]*)" outcome="([^"]*)">\n(.*?)\n</episode>', re.DOTALL)
+_INSIGHT = re.compile(
+    r'<insight id="([^"]*)" status="([^"]*)"[^>]*>\n(.*?)\n(?:Applies when: .*?\n)?</insight>', re.DOTALL
+)
 
 
 def _unescape(text: str) -> str:
@@ -167,10 +170,89 @@ class FakeReflectionModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+class RateLimitError(Exception):
+    """What a provider SDK raises on HTTP 429 (``status_code`` and ``retry_after`` like theirs)."""
+
+    status_code = 429
+
+    def __init__(self, message: str = "rate limited", retry_after: float | None = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+FAULTS = ("rate_limit", "timeout", "reset", "malformed_json", "missing_field", "prose", "refusal")
+
+
+class FaultyReflectionModel(FakeReflectionModel):
+    """A ``FakeReflectionModel`` whose answers fail at ``fault_rate`` the way provider calls do.
+
+    Faults: a 429 (``RateLimitError``), a ``TimeoutError``, a ``ConnectionResetError``, malformed
+    JSON, a reflection missing a required field, the JSON wrapped in prose, and a refusal. Which
+    call fails is decided by a hash of (``seed``, the prompt, how often that prompt was asked), so
+    a run is reproducible whatever order concurrent reflections arrive in. Set ``fault_rate`` to
+    0 to let the faults stop. ``faults_seen`` counts what was injected.
+    """
+
+    fault_rate: float = Field(default=0.2, ge=0.0, le=1.0)
+    faults: tuple[str, ...] = FAULTS
+    seed: int = 0
+    _asked: dict[str, int] = PrivateAttr(default_factory=dict)
+    _seen: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def faults_seen(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._seen)
+
+    def _fault(self, messages: list[BaseMessage]) -> str | None:
+        text = "\n".join(str(m.content) for m in messages)
+        with self._lock:
+            nth = self._asked[text] = self._asked.get(text, 0) + 1
+        digest = hashlib.sha256(f"{self.seed}|{nth}|{text}".encode()).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= self.fault_rate:
+            return None
+        kind = self.faults[digest[8] % len(self.faults)]
+        with self._lock:
+            self._seen[kind] = self._seen.get(kind, 0) + 1
+        return kind
+
+    def _answer(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
+        kind = self._fault(messages)
+        if kind == "rate_limit":
+            raise RateLimitError()
+        if kind == "timeout":
+            raise TimeoutError("the model did not answer in time")
+        if kind == "reset":
+            raise ConnectionResetError(104, "Connection reset by peer")
+        if kind in ("malformed_json", "missing_field", "prose", "refusal"):
+            good = super()._answer(messages, **kwargs).generations[0].message
+            payload = good.tool_calls[0]["args"] if good.tool_calls else json.loads(str(good.content))
+            return ChatResult(generations=[ChatGeneration(message=_broken(kind, payload, bool(kwargs.get("tools"))))])
+        return super()._answer(messages, **kwargs)
+
+
+def _broken(kind: str, payload: dict[str, Any], tools: bool) -> AIMessage:
+    if kind == "malformed_json":
+        return AIMessage(content=json.dumps(payload)[:-7] + ",,}")
+    if kind == "refusal":
+        return AIMessage(content="I'm sorry, but I can't help with analysing these runs.")
+    if kind == "prose":
+        return AIMessage(content=f"Here is what the runs show:\n{json.dumps(payload)}\nLet me know if you need more.")
+    broken = {"operations": [{k: v for k, v in op.items() if k != "evidence"} for op in payload.get("operations", [])]}
+    if not broken["operations"]:
+        broken = {"operations": [{"action": "add", "confidence": 0.5}]}  # still missing its evidence
+    if tools:
+        return AIMessage(content="", tool_calls=[{"name": "ReflectionOutput", "args": broken, "id": "call_broken"}])
+    return AIMessage(content=json.dumps(broken))
+
+
 __all__ = [
+    "FAULTS",
     "FakeReflectionModel",
+    "FaultyReflectionModel",
     "PromptEpisode",
     "PromptInsight",
+    "RateLimitError",
     "ReflectionPrompt",
     "contrast_responder",
     "parse_prompt",

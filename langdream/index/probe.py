@@ -1,0 +1,82 @@
+"""Probe a data home's chroma index in a child process: ``python -m langdream.index.probe HOME``.
+
+A torn HNSW file can crash the process that loads it (a segfault, not an exception), so
+``langdream doctor`` never opens the index itself: it runs this module in a subprocess and
+reads one JSON line from it. The probe takes the index lock like any writer (it must not read
+files another process is writing), opens every langdream collection, runs one query against
+each (which loads its HNSW segment) and reports the insight ids it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROBE_TIMEOUT_SECONDS = 120
+
+
+def _probe(home: Path, lock_seconds: float) -> dict[str, Any]:
+    from langdream.errors import IndexLockedError
+    from langdream.index.chroma import EPISODES, INSIGHTS, ChromaIndex
+
+    path = home / "chroma"
+    if not (path / "chroma.sqlite3").exists():
+        return {"state": "missing"}
+    index = ChromaIndex(path, lock_seconds=lock_seconds)
+    try:
+        client = index._client_or_open()
+        insight_ids: list[str] = []
+        episodes = 0
+        for listed in client.list_collections():
+            kind = listed.name.split("_", 1)[0]
+            if kind not in (INSIGHTS, EPISODES):
+                continue
+            collection = client.get_collection(listed.name, embedding_function=None)
+            ids = collection.get(include=[])["ids"]
+            if ids:
+                dimension = len(collection.get(ids=ids[:1], include=["embeddings"])["embeddings"][0])
+                probe = np.ones((1, dimension), dtype=np.float32) / np.sqrt(dimension)
+                found = collection.query(query_embeddings=probe, n_results=min(len(ids), 10), include=["distances"])
+                if len(found["ids"][0]) != min(len(ids), 10):
+                    return {"state": "error", "error": f"collection {listed.name} answers fewer results than it holds"}
+            if kind == INSIGHTS:
+                insight_ids.extend(ids)
+            else:
+                episodes += len(ids)
+        return {"state": "ok", "insight_ids": sorted(insight_ids), "episodes": episodes}
+    except IndexLockedError as exc:
+        return {"state": "locked", "error": exc.message}
+    except Exception as exc:  # noqa: BLE001 - whatever chroma raises on a damaged index is the finding
+        return {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        index.close()
+
+
+def probe_index(home: Path, *, lock_seconds: float = 5.0, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """The probe's finding for ``home``: ``state`` is ok, missing, locked, error or crashed."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "langdream.index.probe", str(home), str(lock_seconds)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"state": "error", "error": f"the probe did not finish in {timeout:g}s"}
+    if done.returncode < 0:
+        return {"state": "crashed", "error": f"opening the index killed the probe (signal {-done.returncode})"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"state": "crashed", "error": f"the probe exited with status {done.returncode}: {tail[0]}"}
+    return json.loads(lines[-1])
+
+
+if __name__ == "__main__":
+    print(json.dumps(_probe(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 5.0)))
