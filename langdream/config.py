@@ -206,7 +206,9 @@ class Settings(BaseModel):
     def _known_error_classes(cls, value: dict[str, int]) -> dict[str, int]:
         unknown = set(value) - set(DEFAULT_REFLECT_RETRY_ATTEMPTS)
         if unknown:
-            raise ValueError(f"unknown error classes {sorted(unknown)}; known: {sorted(DEFAULT_REFLECT_RETRY_ATTEMPTS)}")
+            raise ValueError(
+                f"unknown error classes {sorted(unknown)}; known: {sorted(DEFAULT_REFLECT_RETRY_ATTEMPTS)}"
+            )
         if any(n < 1 for n in value.values()):
             raise ValueError("each error class needs at least 1 attempt")
         return {**DEFAULT_REFLECT_RETRY_ATTEMPTS, **value}

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from langdream import lease
 from langdream.apply import DreamContext, InsightBook, insight_text_for_embedding
 from langdream.cluster import cluster
 from langdream.config import Settings
 from langdream.embed import Embedder, check_embedding_model
-from langdream import lease
+from langdream.errors import LangDreamError
 from langdream.guard import ClaimChecker, drift_verdict, redact_operation, screen
 from langdream.guard.redact import redact_text
 from langdream.index import ChromaIndex
@@ -249,11 +250,10 @@ class Dreamer:
             if not isinstance(failure, Exception):
                 raise failure
         first = failures[0]
-        reason = (
-            f"{len(failures)} of {len(plan.views)} cluster reflections failed "
-            f"({type(first).__name__}: {getattr(first, 'message', first)})"
-        )
-        logger.warning("dream %s parked: %s", plan.job.id, reason, exc_info=first)
+        cause = first.message if isinstance(first, LangDreamError) else f"{type(first).__name__}: {first}"
+        reason = f"{len(failures)} of {len(plan.views)} cluster reflections failed; {cause}"
+        logger.warning("dream %s parked: %s", plan.job.id, reason)
+        logger.debug("the first reflection failure of dream %s", plan.job.id, exc_info=first)
         self.ledger.park_job(plan.job.id, reason)
         return DreamReport(
             namespace=plan.job.namespace,
@@ -557,7 +557,9 @@ class Dreamer:
         screened = [
             (
                 view,
-                screen(plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]).kept,
+                screen(
+                    plan.outputs.get(view.index, []), [e.id for e in view.episodes], [i.id for i in view.nearby]
+                ).kept,
             )
             for view in plan.views
         ]

@@ -77,7 +77,9 @@ def format_line(number: int, insight: Insight) -> str:
     else:
         applies = f" Applies to {when}."
     # One line per lesson: a claim cannot start a line of its own that poses as a header or a role.
-    line = f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
+    line = (
+        f"{number}. {insight.text}{applies} ({origin}from {insight.support} runs, confidence {insight.confidence:.2f})"
+    )
     return " ".join(line.split())
 
 

@@ -1133,7 +1133,9 @@ class SQLiteLedger:
             clauses.append("namespace = ?")
             params.append(namespace_key(namespace))
         if episode_ids:
-            clauses.append(f"(id IN ({_placeholders(len(episode_ids))}) OR run_id IN ({_placeholders(len(episode_ids))}))")
+            clauses.append(
+                f"(id IN ({_placeholders(len(episode_ids))}) OR run_id IN ({_placeholders(len(episode_ids))}))"
+            )
             params.extend([*episode_ids, *episode_ids])
         if thread_id is not None:
             clauses.append("thread_id = ?")
