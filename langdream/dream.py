@@ -33,7 +33,7 @@ from langdream.errors import LangDreamError
 from langdream.guard import ClaimChecker, drift_verdict, redact_operation, screen
 from langdream.guard.redact import redact_text
 from langdream.index import ChromaIndex
-from langdream.ledger import ClusterWrite, Exposure, Ledger, LedgerConflict
+from langdream.ledger import ClusterWrite, Exposure, LeaseLost, Ledger, LedgerConflict
 from langdream.namespace import Namespace, format_namespace, namespace_key
 from langdream.recall import learned_nearby
 from langdream.reflect import ClusterView, Operation, Reflection, Reflector, prompt_tokens
@@ -625,6 +625,10 @@ class Dreamer:
         try:
             self._renew_lease(job.namespace)
             self.ledger.commit_dream(job.id, writes, consolidated, report, lasting, lease_owner=self.owner)
+        except LeaseLost as exc:
+            # The dreamer that took the lease over now owns the job: leave it open for it.
+            logger.warning("dream %s was not applied: %s", job.id, exc)
+            return report.model_copy(update={"skipped": f"another dreamer took this namespace over ({exc})"})
         except LedgerConflict as exc:
             logger.warning("dream %s was not applied: %s", job.id, exc)
             self.ledger.abandon_job(job.id)

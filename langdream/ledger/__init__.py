@@ -101,6 +101,10 @@ class LedgerConflict(Exception):
     """A dream's input changed under it (another dreamer, or new feedback); nothing was written."""
 
 
+class LeaseLost(LedgerConflict):
+    """A dreamer's namespace lease passed to another dreamer (which now owns the job); nothing was written."""
+
+
 class Ledger(Protocol):
     def close(self) -> None: ...
     def get_meta(self, key: str) -> str | None: ...
@@ -191,4 +195,13 @@ class Ledger(Protocol):
     def set_cluster_sums(self, sums: Mapping[str, np.ndarray]) -> None: ...
 
 
-__all__ = ["ClusterWrite", "Exposure", "ForgetPlan", "InsightWrite", "Ledger", "LedgerConflict", "StoredCluster"]
+__all__ = [
+    "ClusterWrite",
+    "Exposure",
+    "ForgetPlan",
+    "InsightWrite",
+    "LeaseLost",
+    "Ledger",
+    "LedgerConflict",
+    "StoredCluster",
+]

@@ -20,7 +20,15 @@ import numpy as np
 from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
 from langdream.crashpoints import crash_point
 from langdream.errors import DataHomeError, DataHomeLockedError, LifecycleError, NotFoundError
-from langdream.ledger import ClusterWrite, Exposure, ForgetPlan, InsightWrite, LedgerConflict, StoredCluster
+from langdream.ledger import (
+    ClusterWrite,
+    Exposure,
+    ForgetPlan,
+    InsightWrite,
+    LeaseLost,
+    LedgerConflict,
+    StoredCluster,
+)
 from langdream.namespace import Namespace, format_namespace, namespace_from_key, namespace_key
 from langdream.types import (
     DreamJob,
@@ -940,7 +948,7 @@ class SQLiteLedger:
             if lease_owner is not None:
                 lease = db.execute("SELECT owner FROM leases WHERE namespace = ?", (job["namespace"],)).fetchone()
                 if lease is None or lease["owner"] != lease_owner:
-                    raise LedgerConflict(f"this dreamer lost the lease of its namespace while dream {job_id} ran")
+                    raise LeaseLost(f"this dreamer lost the lease of its namespace while dream {job_id} ran")
             for episode_id, revision in consolidated:
                 cursor = db.execute(
                     "UPDATE episodes SET consolidated_by = ?, consolidated_at = ? "
