@@ -313,6 +313,10 @@ class DreamMemory:
         """
         dreamer = self._dreamer(model)
         with self._dream_lock:
+            # Even with nothing to dream, the index catches up with what an interrupted dream or
+            # another process's decision left marked in the ledger.
+            self.index.lock.acquire()
+            dreamer.sync_index()
             return [dreamer.dream(ns, progress=progress) for ns in self._dream_targets(namespace)]
 
     async def adream(
@@ -328,6 +332,8 @@ class DreamMemory:
         while not self._dream_lock.acquire(blocking=False):
             await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
+            await asyncio.to_thread(self.index.lock.acquire)
+            await asyncio.to_thread(dreamer.sync_index)
             return [await dreamer.adream(ns, progress=progress) for ns in targets]
         finally:
             self._dream_lock.release()
