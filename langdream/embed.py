@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,22 @@ class _TorchEncoder:
             show_progress_bar=False,
         )
         return vectors.float().cpu().numpy()
+
+
+# Embedding models read at most a few hundred tokens (all-MiniLM-L6-v2: 256) and truncate the
+# rest; cutting a huge text first spares tokenising a megabyte that is thrown away.
+_MAX_EMBED_CHARS = 16_384
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _embeddable(text: str) -> str:
+    """``text`` cut to what a model can read, with lone surrogates (which tokenizers refuse) replaced."""
+    text = text[:_MAX_EMBED_CHARS]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 class Embedder:
@@ -212,6 +229,7 @@ class Embedder:
         """Vectors for ``texts``, shape ``(len(texts), dimension)``."""
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        texts = [_embeddable(t) for t in texts]
         # Agents see the same task many times; embed each distinct text once.
         unique = list(dict.fromkeys(texts))
         vectors = np.asarray(self._encoder(len(unique)).encode(unique, self.batch_size), dtype=np.float32)

@@ -23,6 +23,7 @@ from langchain_core.runnables import RunnableConfig, ensure_config
 from langchain_core.runnables.config import merge_configs
 from langgraph.callbacks import GraphCallbackHandler, GraphInterruptEvent
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphBubbleUp, GraphRecursionError
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
@@ -34,6 +35,7 @@ from langdream.capture import (
     judge_outcome,
     message_trajectory,
     normalise_messages,
+    partial_messages,
     recall_message,
     remove_recall_message,
     step_trajectory,
@@ -41,11 +43,17 @@ from langdream.capture import (
 )
 from langdream.config import DEFAULT_NAMESPACE, DEFAULT_RECALL_KEY
 from langdream.errors import GraphShapeError, LangDreamError, RecordingError
+from langdream.guard.sanitize import clean_text, safe_repr
 from langdream.memory import DreamMemory
 from langdream.namespace import Namespace, NamespaceSpec, resolve_namespace
-from langdream.types import Episode, Recall, utcnow
+from langdream.types import Episode, Message, Outcome, Recall, utcnow
 
 logger = logging.getLogger("langdream.graph")
+
+# A run that raised is recorded under its run id with this suffix, so that a retry under the
+# same run id that finishes is recorded too (the ledger keeps the first episode of an id).
+RAISED_SUFFIX = ":raised"
+_ERROR_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class DreamingOptions:
         messages_key: the state key holding the conversation.
         k / token_budget: recall limits (default: the memory's settings).
         on_error: ``"warn"`` (log, and let the run succeed) or ``"raise"`` when recording fails.
+            Either way the run's own exception, if it raises one, is what the caller gets; see
+            docs/reliability.md for what is recorded of such a run.
     """
 
     memory: DreamMemory
@@ -94,11 +104,15 @@ class _RunObserver(GraphCallbackHandler):
         self._node_names: dict[uuid.UUID, str] = {}
         self.steps: list[tuple[str, Any]] = []
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any
+    ) -> None:
         if parent_run_id == self.run_id and kwargs.get("name"):
             self._node_names[run_id] = kwargs["name"]
 
-    def on_chain_end(self, outputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any) -> None:
+    def on_chain_end(
+        self, outputs: Any, *, run_id: uuid.UUID, parent_run_id: uuid.UUID | None = None, **kwargs: Any
+    ) -> None:
         if run_id == self.run_id:
             self.output, self.finished = outputs, True
         elif run_id in self._node_names:
@@ -113,10 +127,12 @@ class _RunObserver(GraphCallbackHandler):
 class _Run:
     """One run of a dreaming graph: what was prepared before it and observed during it."""
 
-    namespace: Namespace
+    namespace: Namespace | None
     input: Any
     config: RunnableConfig
     observer: _RunObserver
+    # False once preparing the run failed (already reported): it is then neither recalled for nor recorded.
+    recorded: bool = True
     task: str | None = None
     task_message_id: str | None = None
     recall: Recall | None = None
@@ -161,17 +177,30 @@ class _Runner:
         observer = _RunObserver(run_id)
         config = merge_configs(config, {"callbacks": [observer]})
         config["run_id"] = run_id
-        namespace = resolve_namespace(self.options.namespace, config)
-        run = _Run(namespace, input, config, observer)
+        run = _Run(None, input, config, observer)
+        # What langdream cannot tell about a run is reported by failed(); the run itself goes on.
+        for where, prepare in (("resolve the run's namespace", self._namespace), ("tell the run's task", self._task)):
+            try:
+                prepare(run)
+            except Exception as exc:
+                self.failed(where, exc)
+                run.recorded = False
+                break
+        return run
+
+    def _namespace(self, run: _Run) -> None:
+        run.namespace = resolve_namespace(self.options.namespace, run.config)
+
+    def _task(self, run: _Run) -> None:
+        input = run.input
         if input is None or not isinstance(input, (Mapping, str)):
-            return run  # resuming (None / Command): the task is read from the final state
+            return  # resuming (None / Command): the task is read from the final state
         run.task = task_from_input(self.options.task, input, self.options.messages_key)
         if self.mode == "messages" and isinstance(input, Mapping) and self.options.messages_key in input:
             messages = normalise_messages(input[self.options.messages_key])
             human = [m for m in messages if m.type == "human"]
             run.task_message_id = human[-1].id if human else None
             run.input = {**input, self.options.messages_key: messages}
-        return run
 
     def inject(self, run: _Run, recall: Recall, thread_has_recall: bool) -> None:
         run.recall = recall
@@ -190,7 +219,7 @@ class _Runner:
             run.input = {**run.input, self.options.recall_key: recall.text}
 
     def wants_recall(self, run: _Run) -> bool:
-        return self.mode != "off" and run.task is not None
+        return self.mode != "off" and run.recorded and bool(run.task and run.task.strip())
 
     def wants_thread_check(self, run: _Run, recall: Recall) -> bool:
         configurable = run.config.get("configurable") or {}
@@ -209,7 +238,7 @@ class _Runner:
     def episode(self, run: _Run) -> Episode | None:
         """The episode of a finished run, or None if the run did not finish (interrupted)."""
         observer = run.observer
-        if observer.interrupted or not observer.finished:
+        if not run.recorded or observer.interrupted or not observer.finished:
             return None
         state = observer.output
         key = self.options.messages_key
@@ -217,33 +246,75 @@ class _Runner:
             final_messages = state.get(key, []) if isinstance(state, Mapping) else []
             trajectory = message_trajectory(final_messages, run.task_message_id)
             task = run.task
-            if task is None:
+            if not task:
                 task = next((m.content for m in reversed(trajectory) if m.role == "user"), "")
         else:
             task = run.task or ""
             trajectory = step_trajectory(task, observer.steps)
-        if not task:
+        if not task.strip():
             raise GraphShapeError(
-                "the finished run has no task text to record",
+                "the finished run has no task text to record (no human message and no task in its input)",
                 hint="pass task=<key or function> to dreaming() so langdream can tell what the run was asked",
             )
         outcome, judge_error = judge_outcome(self.options.judge, state, self.options.on_error)
-        configurable = run.config.get("configurable") or {}
+        metadata = self._metadata(run)
+        if judge_error:
+            metadata["judge_error"] = judge_error
+        try:
+            answer = answer_from_state(self.options.answer, state, trajectory)
+        except Exception as exc:  # the user's answer= function: like a judge, it costs the answer only
+            self.failed("tell the run's answer", exc)
+            answer, metadata["answer_error"] = None, error_text(exc)
+        return self._episode(run, run.run_id, task, trajectory, answer, outcome, metadata)
+
+    def raised_episode(self, run: _Run, error: Exception) -> Episode | None:
+        """The episode of a run that raised: what it did up to the error, with the error in its
+        metadata. Its outcome is a failure when the graph ran out of steps (the agent's own
+        doing), else unknown: a provider outage or a bug in a node says nothing about the task.
+        None when nothing says what the run was asked (a resumed run, an empty one)."""
+        task = run.task
+        if not run.recorded or not task or not task.strip():
+            return None
+        key = self.options.messages_key
+        if self.mode == "messages" and isinstance(run.input, Mapping) and key in run.input:
+            messages = partial_messages(run.input[key], run.observer.steps, key)
+            trajectory = message_trajectory(messages, run.task_message_id)
+        else:
+            trajectory = step_trajectory(task, run.observer.steps)
+        text = error_text(error)
+        outcome = Outcome()
+        if isinstance(error, GraphRecursionError):
+            outcome = Outcome(success=False, score=0.0, feedback=f"the run ran out of steps: {text}")
+        metadata = {**self._metadata(run), "error": text}
+        return self._episode(run, run.run_id + RAISED_SUFFIX, task, trajectory, None, outcome, metadata)
+
+    def _metadata(self, run: _Run) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "graph": self.graph.get_name(),
             "seconds": round(time.perf_counter() - run.started, 4),
         }
         if run.recall is not None and run.recall.insights:
             metadata["recall_tokens"] = run.recall.tokens
-        if judge_error:
-            metadata["judge_error"] = judge_error
-        thread_id = configurable.get("thread_id")
+        return metadata
+
+    def _episode(
+        self,
+        run: _Run,
+        episode_id: str,
+        task: str,
+        trajectory: list[Message],
+        answer: str | None,
+        outcome: Outcome,
+        metadata: dict[str, Any],
+    ) -> Episode:
+        assert run.namespace is not None  # a run whose namespace failed is not recorded
+        thread_id = (run.config.get("configurable") or {}).get("thread_id")
         return Episode(
-            id=run.run_id,
+            id=episode_id,
             namespace=run.namespace,
             task=task,
             messages=trajectory,
-            final_answer=answer_from_state(self.options.answer, state, trajectory),
+            final_answer=answer,
             outcome=outcome,
             thread_id=None if thread_id is None else str(thread_id),
             run_id=run.run_id,
@@ -252,12 +323,61 @@ class _Runner:
             metadata=metadata,
         )
 
-    def failed(self, where: str, exc: Exception) -> None:
-        if self.options.on_error == "raise":
+    def failed(self, where: str, exc: Exception, *, may_raise: bool = True) -> None:
+        """Report what langdream could not do: raised with ``on_error="raise"`` (unless the run's
+        own exception is on its way, ``may_raise=False``), else a warning, and the run goes on."""
+        if may_raise and self.options.on_error == "raise":
             if isinstance(exc, LangDreamError):
                 raise exc
-            raise RecordingError(f"langdream could not {where}: {type(exc).__name__}: {exc}") from exc
-        logger.warning("langdream could not %s (the run itself is unaffected): %s: %s", where, type(exc).__name__, exc)
+            raise RecordingError(
+                f"langdream could not {where}: {error_text(exc)}",
+                hint="fix the cause, or pass on_error='warn' to dreaming() so that runs go on unrecorded",
+            ) from exc
+        unaffected = "the run itself is unaffected" if may_raise else "the run's own error is raised as it was"
+        logger.warning("langdream could not %s (%s): %s", where, unaffected, error_text(exc))
+
+    @staticmethod
+    def duplicate(episode: Episode) -> None:
+        logger.warning(
+            "langdream did not record run %s: an episode with id %r is already stored and is kept as it was "
+            "(pass a new run_id for each run)",
+            episode.run_id,
+            episode.id,
+        )
+
+
+def records_error(error: Exception) -> bool:
+    """Whether a run that raised ``error`` is recorded: not for LangGraph's control flow
+    (an interrupt or a drain bubbling up from a subgraph), which is no failure."""
+    return not isinstance(error, GraphBubbleUp)
+
+
+def error_text(error: BaseException) -> str:
+    """``"Type: message"``, capped: an exception's message may quote a whole tool output."""
+    try:
+        message = str(error)
+    except Exception:
+        message = safe_repr(error)
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "…"
+
+
+def _save(graph: Pregel, runner: _Runner, build: Callable[[], Episode | None], *, raised: bool = False) -> None:
+    try:
+        episode = build()
+        if episode is not None and not graph.langdream.memory.record(episode):
+            runner.duplicate(episode)
+    except Exception as exc:
+        runner.failed("record the run that raised" if raised else "record the run", exc, may_raise=not raised)
+
+
+async def _asave(graph: Pregel, runner: _Runner, build: Callable[[], Episode | None], *, raised: bool = False) -> None:
+    try:
+        episode = build()
+        if episode is not None and not await graph.langdream.memory.arecord(episode):
+            runner.duplicate(episode)
+    except Exception as exc:
+        runner.failed("record the run that raised" if raised else "record the run", exc, may_raise=not raised)
 
 
 def _feedback(graph: Pregel, run_id: str | uuid.UUID, **outcome: Any) -> Episode:
@@ -269,10 +389,15 @@ async def _afeedback(graph: Pregel, run_id: str | uuid.UUID, **outcome: Any) -> 
     return await graph.langdream.memory.afeedback(str(run_id), **outcome)
 
 
+def _query(run: _Run) -> str:
+    # The embedder cannot encode a lone surrogate (undecodable bytes in the task): it becomes U+FFFD.
+    return clean_text(run.task or "")[0]
+
+
 def _recall(graph: Pregel, runner: _Runner, run: _Run) -> None:
     o = graph.langdream
     try:
-        recall = o.memory.recall(run.task or "", run.namespace, k=o.k, token_budget=o.token_budget)
+        recall = o.memory.recall(_query(run), run.namespace, k=o.k, token_budget=o.token_budget)
     except Exception as exc:
         runner.failed("recall insights", exc)
         return
@@ -288,7 +413,7 @@ def _recall(graph: Pregel, runner: _Runner, run: _Run) -> None:
 async def _arecall(graph: Pregel, runner: _Runner, run: _Run) -> None:
     o = graph.langdream
     try:
-        recall = await o.memory.arecall(run.task or "", run.namespace, k=o.k, token_budget=o.token_budget)
+        recall = await o.memory.arecall(_query(run), run.namespace, k=o.k, token_budget=o.token_budget)
     except Exception as exc:
         runner.failed("recall insights", exc)
         return
@@ -301,20 +426,23 @@ async def _arecall(graph: Pregel, runner: _Runner, run: _Run) -> None:
     runner.inject(run, recall, in_thread)
 
 
-def _stream(graph: Pregel, parent_stream: Callable[..., Iterator[Any]], input: Any, config: Any, kwargs: dict) -> Iterator[Any]:
+def _stream(
+    graph: Pregel, parent_stream: Callable[..., Iterator[Any]], input: Any, config: Any, kwargs: dict
+) -> Iterator[Any]:
     # A runner per run: it only reads the channel names, and a cached one in the graph's
     # __dict__ would be handed back to the constructor by Pregel.copy().
     runner = _Runner(graph, graph.langdream)
     run = runner.begin(input, config)
     if runner.wants_recall(run):
         _recall(graph, runner, run)
-    yield from parent_stream(run.input, run.config, **kwargs)
     try:
-        episode = runner.episode(run)
-        if episode is not None:
-            graph.langdream.memory.record(episode)
+        yield from parent_stream(run.input, run.config, **kwargs)
     except Exception as exc:
-        runner.failed("record the run", exc)
+        # The run's own exception goes to the caller unchanged; recording it never raises.
+        if records_error(exc):
+            _save(graph, runner, functools.partial(runner.raised_episode, run, exc), raised=True)
+        raise
+    _save(graph, runner, lambda: runner.episode(run))
 
 
 async def _astream(
@@ -324,14 +452,14 @@ async def _astream(
     run = runner.begin(input, config)
     if runner.wants_recall(run):
         await _arecall(graph, runner, run)
-    async for chunk in parent_astream(run.input, run.config, **kwargs):
-        yield chunk
     try:
-        episode = runner.episode(run)
-        if episode is not None:
-            await graph.langdream.memory.arecord(episode)
+        async for chunk in parent_astream(run.input, run.config, **kwargs):
+            yield chunk
     except Exception as exc:
-        runner.failed("record the run", exc)
+        if records_error(exc):
+            await _asave(graph, runner, functools.partial(runner.raised_episode, run, exc), raised=True)
+        raise
+    await _asave(graph, runner, lambda: runner.episode(run))
 
 
 @functools.cache

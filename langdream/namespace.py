@@ -33,6 +33,11 @@ def _check_label(label: Any, where: str, *, filled: bool = False) -> str:
             f"namespace label {label!r} in {where} is empty or has surrounding spaces",
             hint="use non-empty labels without leading or trailing whitespace",
         )
+    if "\x00" in label or any("\ud800" <= ch <= "\udfff" for ch in label):
+        raise NamespaceError(
+            f"namespace label {label!r} in {where} contains a NUL or an invalid (surrogate) character",
+            hint="use labels of valid text; decode ids from bytes with errors='replace' or encode them (hex, base64)",
+        )
     if SEPARATOR in label:
         raise NamespaceError(
             f"namespace label {label!r} in {where} contains {SEPARATOR!r}",

@@ -32,8 +32,11 @@ _ROLES = (
 )
 # Each pattern starts with a literal character or runs only near its needles (in the lower-cased
 # text): a regex scan over a whole 10 kB tool output costs ~0.1 ms, a substring search microseconds.
+# Whitespace runs are bounded: "<" followed by a long run of spaces made unbounded ones backtrack
+# quadratically (seconds per kilobyte of hostile tool output).
 ROLE_TAG = re.compile(
-    rf"<(?:\s*/?\s*(?:{_ROLES})(?:[_-]\w+)?\b[^<>\n]{{0,100}}>|\|\s*/?\s*[A-Za-z_]{{1,30}}\s*\|>|</?SYS>>)",
+    rf"<(?:\s{{0,20}}/?\s{{0,20}}(?:{_ROLES})(?:[_-]\w+)?\b[^<>\n]{{0,100}}>"
+    rf"|\|\s{{0,20}}/?\s{{0,20}}[A-Za-z_]{{1,30}}\s{{0,20}}\|>|</?SYS>>)",
     re.IGNORECASE,
 )  # <system>, </tool_result>, <user name="x">, <|im_start|>, <|system|>, <<SYS>>
 INST_TAG = re.compile(r"\[/?INST\]", re.IGNORECASE)
@@ -82,7 +85,7 @@ _FAKE_TOOL = re.compile(
     r"|(?m:^[ \t]*Action(?:[ \t]+\d+)?[ \t]*:[ \t]*\w+\[[^\]\n]*\])"
     r"|\[\s*(?:tool|function)[ _](?:result|output|response)\s*\]"
     # "Finish[<answer>]" is how a ReAct environment names the action; a filled one is forged.
-    r"|\bFinish\[(?!<\w+>\])[^\]\n]*\]",
+    r"|\bFinish\[(?!<\w+>\])[^\]\n]{0,300}\]",
     re.IGNORECASE,
 )
 _FAKE_TOOL_NEEDLES = ("observation", "tool", "function", "thought", "action", "finish[")
@@ -92,8 +95,11 @@ _Replace = Callable[[re.Match[str]], "str | None"]
 
 
 def _at_line_start(match: re.Match[str]) -> bool:
-    text, start = match.string, match.start()
-    return not text[text.rfind("\n", 0, start) + 1 : start].strip()
+    # Walks back over whitespace only: slicing back to the line's start is quadratic on long lines.
+    text, i = match.string, match.start()
+    while i > 0 and text[i - 1] != "\n" and text[i - 1].isspace():
+        i -= 1
+    return i == 0 or text[i - 1] == "\n"
 
 
 def _near_needles(

@@ -16,6 +16,10 @@ from langdream.types import Episode, Insight
 PROMPT_VERSION = "reflect-v1"
 
 _TOOL_RESULT_TOKENS = 160
+# Text is cut to this many characters per token of its budget before it is tokenised: far more
+# than any ordinary text needs (about 4 per token), so what is shown does not change, while a
+# 1 MB tool output costs microseconds rather than a full tokenisation (~0.3 s) per episode shown.
+_CHARS_PER_TOKEN = 16
 
 SYSTEM = """\
 You maintain the long-term memory of an AI agent. You are shown a cluster of the agent's past runs \
@@ -41,29 +45,35 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _head(text: str, tokens: int) -> str:
+    """The start of ``text``, long enough to hold its first ``tokens`` tokens (see _CHARS_PER_TOKEN)."""
+    return text[: tokens * _CHARS_PER_TOKEN]
+
+
 def render_episode(
     episode: Episode, max_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS, encoding: str = DEFAULT_ENCODING
 ) -> str:
-    lines = [f"Task: {episode.task}"]
+    """One episode as a delimited block of at most ``max_tokens`` tokens of its text, however long
+    the episode is: its full text stays in the ledger."""
+    lines = [f"Task: {_head(episode.task, max_tokens)}"]
     for message in episode.messages:
         if message.role == "user" and message.content == episode.task:
             continue
         if message.role == "tool":
-            result = truncate_tokens(message.content, _TOOL_RESULT_TOKENS, encoding)
+            result = truncate_tokens(_head(message.content, _TOOL_RESULT_TOKENS), _TOOL_RESULT_TOKENS, encoding)
             lines.append(f"[tool result{f' from {message.name}' if message.name else ''}] {result}")
             continue
         if message.content.strip():
-            lines.append(f"[{message.role}] {message.content.strip()}")
+            lines.append(f"[{message.role}] {_head(message.content.strip(), max_tokens)}")
         for call in message.tool_calls:
-            lines.append(f"[tool call] {call.name}({json.dumps(call.args, ensure_ascii=False, default=str)})")
+            args = json.dumps(call.args, ensure_ascii=False, default=str)
+            lines.append(f"[tool call] {call.name}({_head(args, max_tokens)})")
     if episode.final_answer:
-        lines.append(f"Final answer: {episode.final_answer}")
+        lines.append(f"Final answer: {_head(episode.final_answer, max_tokens)}")
     if episode.outcome.feedback:
-        lines.append(f"Outcome feedback: {episode.outcome.feedback}")
-    body = truncate_tokens("\n".join(lines), max_tokens, encoding)
-    return (
-        f'<episode id="{escape(episode.id)}" outcome="{episode.outcome.label}">\n{escape(body)}\n</episode>'
-    )
+        lines.append(f"Outcome feedback: {_head(episode.outcome.feedback, max_tokens)}")
+    body = truncate_tokens(_head("\n".join(lines), max_tokens), max_tokens, encoding)
+    return f'<episode id="{escape(episode.id)}" outcome="{episode.outcome.label}">\n{escape(body)}\n</episode>'
 
 
 def render_insight(insight: Insight) -> str:
