@@ -841,7 +841,7 @@ class SQLiteLedger:
         """Count one more pass at an unfinished job; a parked job is open again while it is worked on."""
         with self._write() as db:
             db.execute(
-                "UPDATE dream_jobs SET status = 'open', attempts = attempts + 1, updated_at = ? "
+                "UPDATE dream_jobs SET status = 'open', parked_reason = NULL, attempts = attempts + 1, updated_at = ? "
                 "WHERE id = ? AND status IN ('open', 'parked')",
                 (time.time(), job_id),
             )

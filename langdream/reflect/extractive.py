@@ -124,8 +124,7 @@ _TOOL_FEATURES: dict[str, tuple[Callable[..., set[str]], str, str, str]] = {
     ),
     "arg_from_result": (
         _arg_from_result,
-        "Take the exact names or titles that earlier {tool} results mention and use them as the next "
-        "{tool} argument.",
+        "Take the exact names or titles that earlier {tool} results mention and use them as the next {tool} argument.",
         "Reusing names from earlier {tool} results as arguments did not help on these tasks.",
         "choosing the next {tool} argument",
     ),

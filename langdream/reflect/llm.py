@@ -110,9 +110,13 @@ def _output_in(text: str) -> ReflectionOutput | None:
     while start != -1:
         try:
             value, _ = decoder.raw_decode(text, start)
-            return ReflectionOutput.model_validate(value)
+            # Only an object that says what a reflection says: any other JSON (an operation on its
+            # own, a gateway's error body) must not pass for an empty reflection.
+            if isinstance(value, dict) and "operations" in value:
+                return ReflectionOutput.model_validate(value)
         except (ValueError, ValidationError):
-            start = text.find("{", start + 1)
+            pass
+        start = text.find("{", start + 1)
     return None
 
 
@@ -189,7 +193,7 @@ class LLMReflector:
             ) or "no reflection JSON in it"
             raise InvalidOutputError(
                 f"the model's reflection did not fit the schema: {error}",
-                hint="use a chat model that supports tool calling / structured output",
+                hint="it is asked again; if this keeps happening, use a chat model that supports tool calling",
             )
         return Reflection(raw=raw, operations=_to_operations(parsed))
 

@@ -38,11 +38,24 @@ class RefusalError(ReflectionError):
 
 
 def _status(exc: BaseException) -> int | None:
-    for holder in (exc, getattr(exc, "response", None)):
-        status = getattr(holder, "status_code", None) or getattr(holder, "status", None)
+    """The HTTP status an SDK error carries: ``status_code`` / ``status`` (on it or its
+    ``response``), a gRPC-style ``code`` (google-api-core), or botocore's response metadata."""
+    response = getattr(exc, "response", None)
+    for holder in (exc, response):
+        for name in ("status_code", "status", "code"):
+            status = getattr(holder, name, None)
+            if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+                return status
+    if isinstance(response, Mapping):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if isinstance(status, int):
             return status
     return None
+
+
+# httpx's transport errors (ConnectError, ReadError, WriteError, RemoteProtocolError derive from
+# these) and the SDKs' own connection errors.
+_CONNECTION_NAMES = ("Connection", "Connect", "TransportError", "NetworkError", "ProtocolError", "ReadError")
 
 
 def _names(exc: BaseException) -> str:
@@ -56,13 +69,14 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, InvalidOutputError):
         return INVALID_OUTPUT
     status, names = _status(exc), _names(exc)
-    if status == 429 or "RateLimit" in names:
+    if status == 429 or any(word in names for word in ("RateLimit", "Throttl", "ResourceExhausted")):
         return RATE_LIMIT
     if isinstance(exc, TimeoutError) or "Timeout" in names:
         return TIMEOUT
-    if isinstance(exc, ConnectionError) or "Connection" in names or "RemoteProtocolError" in names:
+    if isinstance(exc, ConnectionError) or any(word in names for word in _CONNECTION_NAMES):
         return CONNECTION
-    if (status is not None and 500 <= status < 600) or "InternalServerError" in names or "Overloaded" in names:
+    server_names = ("InternalServerError", "Overloaded", "ServiceUnavailable")
+    if (status is not None and 500 <= status < 600) or any(word in names for word in server_names):
         return SERVER
     return FATAL
 
@@ -86,6 +100,10 @@ class RetryPolicy:
     attempts: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_REFLECT_RETRY_ATTEMPTS))
     base_seconds: float = DEFAULT_REFLECT_RETRY_BASE_SECONDS
     max_seconds: float = DEFAULT_REFLECT_RETRY_MAX_SECONDS
+
+    def __post_init__(self) -> None:
+        # A class left out keeps its default budget rather than losing its retries.
+        self.attempts = {**DEFAULT_REFLECT_RETRY_ATTEMPTS, **self.attempts}
 
     def tracker(self) -> RetryTracker:
         return RetryTracker(self)
