@@ -151,7 +151,14 @@ class Dreamer:
 
     async def adream(self, namespace: Namespace, *, progress: Progress | None = None) -> DreamReport:
         await asyncio.to_thread(self.index.lock.acquire)
-        if (busy := await asyncio.to_thread(self._take_lease, namespace)) is not None:
+        taking = asyncio.ensure_future(asyncio.to_thread(self._take_lease, namespace))
+        try:
+            busy = await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The worker thread goes on and may still take the lease: give it back once it has.
+            taking.add_done_callback(lambda done: self._release_if_taken(done, namespace))
+            raise
+        if busy is not None:
             return busy
         try:
             return await self._adream(namespace, progress or _no_progress)
@@ -235,6 +242,10 @@ class Dreamer:
         if holder is not None:
             logger.warning("dream lease of %s passed to %s", format_namespace(namespace), lease.describe(holder[0]))
         self._renewed = time.monotonic()
+
+    def _release_if_taken(self, taking: asyncio.Future, namespace: Namespace) -> None:
+        if not taking.cancelled() and taking.exception() is None and taking.result() is None:
+            threading.Thread(target=self._release_lease, args=(namespace,), name="langdream-lease-release").start()
 
     def _release_lease(self, namespace: Namespace) -> None:
         try:
@@ -336,7 +347,7 @@ class Dreamer:
             if not episodes:
                 return self._skipped(namespace, "no new episodes to consolidate", started)
             job_id = job_id_for(namespace, episodes, self.reflector.prompt_version, self.reflector.model_id)
-            job_id, previous = self._retry_of(job_id)
+            job_id, previous = self._retry_of(job_id, {e.id for e in episodes})
             if previous is not None and previous.status == "done":
                 report = previous.report
                 if report is not None and report.deferred and not report.llm_calls:
@@ -460,15 +471,21 @@ class Dreamer:
         grouping.noise.extend(e.id for e in old if e.id not in keep)
         return new + near
 
-    def _retry_of(self, job_id: str) -> tuple[str, DreamJob | None]:
+    def _retry_of(self, job_id: str, pending: set[str]) -> tuple[str, DreamJob | None]:
         """The job to run for this input: ``job_id``, or a retry of it when an earlier attempt left
-        clusters for later because of the token budget (each dream has a fresh budget)."""
+        clusters for later because of the token budget (each dream has a fresh budget), or when
+        episodes it consolidated are pending again: forgotten, then recorded again with the same
+        ids (the same input by id and revision, yet new runs)."""
         attempt, candidate = 0, job_id
         previous = self.ledger.get_job(candidate)
         while previous is not None and previous.status == "done" and previous.report is not None:
             report = previous.report
-            if not report.deferred or (
-                not report.llm_calls and report.token_budget == self.settings.dream_token_budget
+            own = {i for i, _ in previous.episodes}
+            reflected = self.ledger.job_outputs(previous.id)  # deferred clusters' episodes stayed pending
+            recorded_again = any(i in pending and i in own for n in reflected for i in previous.clusters[n])
+            if not recorded_again and (
+                not report.deferred
+                or (not report.llm_calls and report.token_budget == self.settings.dream_token_budget)
             ):
                 break
             attempt += 1
