@@ -88,13 +88,13 @@ def _index_health(memory: Any, path: Path) -> str:
     found = probe_index(path, lock_seconds=memory.settings.index_lock_seconds)
     state = found["state"]
     fix = "; run `langdream reindex`"
+    active = {i.id for i in memory.ledger.list_insights(statuses=[InsightStatus.ACTIVE])}
     if state == "missing":
-        return "missing" + fix
+        return "missing" + fix if active else "not built yet (the first dream builds it)"
     if state == "locked":
         return f"in use: {found['error']} (not probed)"
     if state in ("error", "crashed"):
         return f"damaged ({state}: {found['error']})" + fix
-    active = {i.id for i in memory.ledger.list_insights(statuses=[InsightStatus.ACTIVE])}
     indexed = set(found["insight_ids"])
     if indexed != active:
         return f"drifted ({len(active - indexed)} active insights missing, {len(indexed - active)} extra)" + fix

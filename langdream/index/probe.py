@@ -20,6 +20,21 @@ import numpy as np
 PROBE_TIMEOUT_SECONDS = 120
 
 
+def _vectors_problem(collection: Any, ids: list[str], batch: int) -> str | None:
+    """What is wrong with the stored vectors, if anything: every one is read back (a torn HNSW
+    data file fails the read, or a torn length file turns vectors into zeros)."""
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        vectors = np.asarray(collection.get(ids=chunk, include=["embeddings"])["embeddings"], dtype=np.float32)
+        if len(vectors) != len(chunk):
+            return f"{len(chunk) - len(vectors)} of {len(chunk)} vectors are missing"
+        norms = np.linalg.norm(vectors, axis=1)
+        bad = int(np.sum(~np.isfinite(norms) | (norms < 1e-6)))
+        if bad:
+            return f"{bad} vectors are zero or not finite"
+    return None
+
+
 def _probe(home: Path, lock_seconds: float) -> dict[str, Any]:
     from langdream.errors import IndexLockedError
     from langdream.index.chroma import EPISODES, INSIGHTS, ChromaIndex
@@ -39,6 +54,8 @@ def _probe(home: Path, lock_seconds: float) -> dict[str, Any]:
             collection = client.get_collection(listed.name, embedding_function=None)
             ids = collection.get(include=[])["ids"]
             if ids:
+                if (problem := _vectors_problem(collection, ids, client.get_max_batch_size())) is not None:
+                    return {"state": "error", "error": f"collection {listed.name}: {problem}"}
                 dimension = len(collection.get(ids=ids[:1], include=["embeddings"])["embeddings"][0])
                 probe = np.ones((1, dimension), dtype=np.float32) / np.sqrt(dimension)
                 found = collection.query(query_embeddings=probe, n_results=min(len(ids), 10), include=["distances"])
