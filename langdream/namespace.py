@@ -33,9 +33,10 @@ def _check_label(label: Any, where: str, *, filled: bool = False) -> str:
             f"namespace label {label!r} in {where} is empty or has surrounding spaces",
             hint="use non-empty labels without leading or trailing whitespace",
         )
-    if "\x00" in label or any("\ud800" <= ch <= "\udfff" for ch in label):
+    if any("\ud800" <= ch <= "\udfff" for ch in label):
+        # A lone surrogate (undecodable bytes read with surrogateescape) cannot be stored.
         raise NamespaceError(
-            f"namespace label {label!r} in {where} contains a NUL or an invalid (surrogate) character",
+            f"namespace label {label!r} in {where} contains an invalid (surrogate) character",
             hint="use labels of valid text; decode ids from bytes with errors='replace' or encode them (hex, base64)",
         )
     if SEPARATOR in label:

@@ -52,6 +52,16 @@ def _group_by_namespace(namespaces: Sequence[Namespace]) -> list[tuple[Namespace
     return list(groups.values())
 
 
+@dataclass
+class _SharedClient:
+    client: Any
+    users: int = 0
+
+
+_clients: dict[str, _SharedClient] = {}  # absolute path -> the process's client of it
+_clients_lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class IndexHit:
     id: str
@@ -68,7 +78,8 @@ class ChromaIndex:
     def __init__(self, path: str | Path, *, lock_seconds: float = DEFAULT_INDEX_LOCK_SECONDS) -> None:
         self.path = Path(path)
         self.lock = IndexLock(self.path.parent / LOCK_FILE, lock_seconds)
-        self._client = None
+        self._key = str(self.path.absolute())
+        self._shared: _SharedClient | None = None  # the process's client of this path, while joined
         self._collections: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -82,30 +93,44 @@ class ChromaIndex:
         return self.lock.try_acquire()
 
     def _client_or_open(self):
-        if self._client is None:
-            self.lock.acquire()
-            with self._lock:
-                if self._client is None:
-                    import chromadb
-                    from chromadb.config import Settings as ChromaSettings
+        """The process's one client of this path (opened on first use, after taking the lock).
 
-                    try:
-                        self.path.mkdir(parents=True, exist_ok=True)
-                        self._client = chromadb.PersistentClient(
-                            path=str(self.path), settings=ChromaSettings(anonymized_telemetry=False)
-                        )
-                    except Exception as exc:
-                        raise DataHomeError(
-                            f"cannot open the chroma index at {self.path}: {exc}",
-                            hint="run `langdream doctor`; `langdream reindex` rebuilds the index from the ledger",
-                        ) from exc
-        return self._client
+        Every ``ChromaIndex`` of one path in a process shares it: chroma keeps one System per path
+        per process anyway, and after ``wipe`` the others must not go on with the deleted files.
+        """
+        shared = self._shared
+        if shared is not None and _clients.get(self._key) is shared:
+            return shared.client
+        self.lock.acquire()
+        with self._lock, _clients_lock:
+            shared = _clients.get(self._key)
+            if shared is None:
+                shared = _clients[self._key] = _SharedClient(self._open())
+            if self._shared is not shared:
+                # First use, or the directory was wiped meanwhile: the cached collections are stale.
+                self._collections.clear()
+                self._shared = shared
+                shared.users += 1
+            return shared.client
+
+    def _open(self):
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(self.path), settings=ChromaSettings(anonymized_telemetry=False))
+        except Exception as exc:
+            raise DataHomeError(
+                f"cannot open the chroma index at {self.path}: {exc}",
+                hint="run `langdream doctor`; `langdream reindex` rebuilds the index from the ledger",
+            ) from exc
 
     def _collection(self, kind: str, namespace: Namespace):
         name = collection_name(kind, namespace)
+        client = self._client_or_open()  # also drops cached collections of a wiped directory
         collection = self._collections.get(name)
         if collection is None:
-            client = self._client_or_open()
             with self._lock:
                 collection = self._collections.get(name)
                 if collection is None:
@@ -272,11 +297,17 @@ class ChromaIndex:
         """Delete the whole chroma directory, readable or not (a torn index can crash chroma when
         it is opened), so the next use starts an empty index. Needs the index lock."""
         self.lock.acquire()
-        self._close_client()
-        # Chroma keeps one System per path per process; another client of this path (a second
-        # DreamMemory here) would hand the deleted files back to the next open.
+        with self._lock, _clients_lock:
+            self._collections.clear()
+            self._shared = None
+            shared = _clients.pop(self._key, None)
+        # Chroma keeps one System per path per process, also after its clients are gone (see
+        # _close_client); the next open must start from the empty directory, not hand the deleted
+        # files back. Other ChromaIndex objects of this path reopen too (the shared client is gone).
         from chromadb.api.client import SharedSystemClient
 
+        if shared is not None:
+            shared.client.close()
         SharedSystemClient.clear_system_cache()
         shutil.rmtree(self.path, ignore_errors=True)
         if self.path.exists():
@@ -286,12 +317,16 @@ class ChromaIndex:
             )
 
     def _close_client(self) -> None:
-        with self._lock:
+        with self._lock, _clients_lock:
             self._collections.clear()
-            client, self._client = self._client, None
-        if client is not None:
-            # Stops chroma's shared System for this path, so a later open reads the disk afresh.
-            client.close()
+            shared, self._shared = self._shared, None
+            if shared is not None and _clients.get(self._key) is shared:
+                shared.users -= 1
+                if shared.users == 0:
+                    del _clients[self._key]
+        # The client is dropped, not closed: closing stops chroma's System, which persists every
+        # segment it still holds, deleted collections' too (vectors forget had removed came back
+        # to disk). A later open of the path in this process gets the same System back.
 
     def close(self) -> None:
         """Close the client and give the index lock back."""
