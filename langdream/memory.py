@@ -19,7 +19,7 @@ import numpy as np
 from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
 
-from langdream import lifecycle
+from langdream import lease, lifecycle
 from langdream.apply import insight_text_for_embedding
 from langdream.config import DEFAULT_NAMESPACE, Settings, resolve_home
 from langdream.dream import Dreamer, Progress
@@ -313,10 +313,7 @@ class DreamMemory:
         """
         dreamer = self._dreamer(model)
         with self._dream_lock:
-            # Even with nothing to dream, the index catches up with what an interrupted dream or
-            # another process's decision left marked in the ledger.
-            self.index.lock.acquire()
-            dreamer.sync_index()
+            self._recover(dreamer)
             return [dreamer.dream(ns, progress=progress) for ns in self._dream_targets(namespace)]
 
     async def adream(
@@ -332,11 +329,18 @@ class DreamMemory:
         while not self._dream_lock.acquire(blocking=False):
             await asyncio.sleep(_LOCK_POLL_SECONDS)
         try:
-            await asyncio.to_thread(self.index.lock.acquire)
-            await asyncio.to_thread(dreamer.sync_index)
+            await asyncio.to_thread(self._recover, dreamer)
             return [await dreamer.adream(ns, progress=progress) for ns in targets]
         finally:
             self._dream_lock.release()
+
+    def _recover(self, dreamer: Dreamer) -> None:
+        """What every dream call does first, even with nothing to dream: bring the index up to date
+        with what an interrupted dream or another process left marked in the ledger, and drop the
+        leases of dreamers that died."""
+        self.index.lock.acquire()
+        dreamer.sync_index()
+        self.ledger.drop_dead_leases(lease.holder_dead)
 
     def reindex(self, *, progress: Progress | None = None) -> dict[str, int]:
         """Rebuild the chroma index from the ledger with the configured embedding model.

@@ -878,6 +878,15 @@ class SQLiteLedger:
         with self._write("job.done") as db:
             db.execute("DELETE FROM leases WHERE namespace = ? AND owner = ?", (namespace_key(namespace), owner))
 
+    def drop_dead_leases(self, holder_dead: Callable[[str], bool]) -> int:
+        """Delete the leases that expired or whose holder is known dead. Returns how many."""
+        now = time.time()
+        with self._write() as db:
+            rows = db.execute("SELECT namespace, owner, expires_at FROM leases").fetchall()
+            dead = [(r["namespace"], r["owner"]) for r in rows if r["expires_at"] <= now or holder_dead(r["owner"])]
+            db.executemany("DELETE FROM leases WHERE namespace = ? AND owner = ?", dead)
+        return len(dead)
+
     def leases(self) -> list[tuple[Namespace, str, float]]:
         """Every lease still stored: namespace, holder, expiry (epoch seconds)."""
         rows = self._read("SELECT namespace, owner, expires_at FROM leases ORDER BY namespace")
