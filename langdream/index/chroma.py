@@ -14,6 +14,7 @@ instead of ~1.5 ms.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sqlite3
 import threading
@@ -35,6 +36,8 @@ INSIGHTS = "ldi"
 EPISODES = "lde"
 _KINDS = (INSIGHTS, EPISODES)
 _BOUNDARY = {INSIGHTS: "index.insights", EPISODES: "index.episodes"}
+# Chroma keeps each vector segment's HNSW files in a directory named by the segment's UUID.
+_SEGMENT_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Next to the chroma directory, so rebuilding the directory keeps the lock.
 LOCK_FILE = "index.lock"
 
@@ -280,13 +283,19 @@ class ChromaIndex:
         return kept_total
 
     def vacuum(self) -> None:
-        """Rewrite chroma's SQLite file without its free pages (where deleted rows linger)."""
+        """Rewrite chroma's SQLite file without its free pages (where deleted rows linger), and
+        delete the segment directories of deleted collections that chroma left on disk (in some
+        runs a deleted collection's HNSW files stayed behind, with the vectors forget removed)."""
         path = self.path / "chroma.sqlite3"
         if not path.exists():
             return
         try:
             with closing(sqlite3.connect(path, timeout=30)) as db:
                 db.execute("VACUUM")
+                live = {row[0] for row in db.execute("SELECT id FROM segments")}
+            for directory in self.path.iterdir():
+                if directory.is_dir() and _SEGMENT_DIR.fullmatch(directory.name) and directory.name not in live:
+                    shutil.rmtree(directory, ignore_errors=True)
         except sqlite3.Error as exc:
             raise DataHomeError(
                 f"cannot compact the chroma index {path}: {exc}",
