@@ -352,8 +352,14 @@ class DreamMemory:
         dreamer = self._dreamer(None)
         batch = max(256, self.embedder.batch_size * 8)
         with self._dream_lock:
-            # From nothing: a torn index may not even open, and the ledger has everything.
-            self.index.wipe()
+            # From nothing. Dropping the collections keeps chroma's System for this path; a torn
+            # index may not even open, and then the directory is deleted.
+            self.index.lock.acquire()  # refused here, within index_lock_seconds, when another process owns it
+            try:
+                self.index.reset()
+            except Exception as exc:  # noqa: BLE001 - whatever a damaged index raises, the ledger has everything
+                logger.warning("the chroma index could not be emptied (%s); deleting it", exc)
+                self.index.wipe()
             total = self.ledger.count_episodes()
             done = 0
             cluster_sums: dict[str, np.ndarray] = {}  # lasting clusters' sums, in the new vectors
