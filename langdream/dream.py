@@ -266,21 +266,24 @@ class Dreamer:
         logger.warning("dream %s parked: %s", plan.job.id, reason)
         logger.debug("the first reflection failure of dream %s", plan.job.id, exc_info=first)
         self.ledger.park_job(plan.job.id, reason)
-        return DreamReport(
-            namespace=plan.job.namespace,
-            job_id=plan.job.id,
-            episodes=len(plan.job.episodes),
-            clusters=len(plan.job.clusters),
-            noise=len(plan.job.noise),
-            parked=reason,
-            llm_calls=plan.llm_calls,
-            tokens_in=plan.tokens_in,
-            tokens_out=plan.tokens_out,
-            resumed=plan.resumed,
-            model_id=self.reflector.model_id,
-            prompt_version=self.reflector.prompt_version,
-            seconds=time.perf_counter() - plan.started,
-        )
+        return DreamReport(**self._plan_facts(plan), parked=reason, seconds=time.perf_counter() - plan.started)
+
+    def _plan_facts(self, plan: _Plan) -> dict[str, object]:
+        """What every report of a planned dream says, applied or parked."""
+        job = plan.job
+        return {
+            "namespace": job.namespace,
+            "job_id": job.id,
+            "episodes": len(job.episodes),
+            "clusters": len(job.clusters),
+            "noise": len(job.noise),
+            "llm_calls": plan.llm_calls,
+            "tokens_in": plan.tokens_in,
+            "tokens_out": plan.tokens_out,
+            "resumed": plan.resumed,
+            "model_id": self.reflector.model_id,
+            "prompt_version": self.reflector.prompt_version,
+        }
 
     def sync_index(self) -> int:
         """Upsert changed active insights into the index and drop the others. Returns the count."""
@@ -598,11 +601,7 @@ class Dreamer:
         writes = book.writes(lambda insight: book.vectors.get(insight.id, fresh.get(insight.id)))
         counts = book.counts
         report = DreamReport(
-            namespace=job.namespace,
-            job_id=job.id,
-            episodes=len(job.episodes),
-            clusters=len(job.clusters),
-            noise=len(job.noise),
+            **self._plan_facts(plan),
             added=counts.get("added", 0),
             edited=counts.get("edited", 0),
             upvoted=counts.get("upvoted", 0),
@@ -615,12 +614,6 @@ class Dreamer:
             waiting=plan.waiting,
             deferred=len(plan.deferred),
             token_budget=self.settings.dream_token_budget,
-            llm_calls=plan.llm_calls,
-            tokens_in=plan.tokens_in,
-            tokens_out=plan.tokens_out,
-            resumed=plan.resumed,
-            model_id=self.reflector.model_id,
-            prompt_version=self.reflector.prompt_version,
             insight_ids=list(final),
         )
         reflected = [n for n in range(len(job.clusters)) if n in plan.outputs]

@@ -19,7 +19,7 @@ from langdream.config import DEFAULT_ENCODING, DEFAULT_EPISODE_PROMPT_TOKENS, DE
 from langdream.errors import ModelError
 from langdream.reflect import ClusterView, Operation, Reflection, ReflectionOutput
 from langdream.reflect.prompts import PROMPT_VERSION, build_messages
-from langdream.reflect.retry import InvalidOutputError, RefusalError, RetryPolicy
+from langdream.reflect.retry import InvalidOutputError, RefusalError, RetryPolicy, RetryTracker
 from langdream.tokens import count_tokens
 from langdream.types import InsightAction, InsightOrigin
 
@@ -128,6 +128,15 @@ def _refused(message: Any) -> bool:
     return isinstance(message.content, str) and bool(_REFUSAL.match(message.content))
 
 
+def _next_delay(view: ClusterView, retries: RetryTracker, exc: Exception) -> float:
+    """Seconds to wait before asking again; raises once this kind of error has used its attempts."""
+    delay = retries.after(exc)
+    logger.warning(
+        "reflection on cluster %s failed (%s: %s); retrying in %.2fs", view.index, type(exc).__name__, exc, delay
+    )
+    return delay
+
+
 class LLMReflector:
     """Asks a chat model to contrast a cluster's successful and failed runs."""
 
@@ -213,15 +222,7 @@ class LLMReflector:
             try:
                 return self._accept(prompt, runnable.invoke(prompt), spent)
             except Exception as exc:  # noqa: BLE001 - classified: an unknown kind is fatal, not retried
-                delay = retries.after(exc)  # raises once this kind of error has used its attempts
-                logger.warning(
-                    "reflection on cluster %s failed (%s: %s); retrying in %.2fs",
-                    view.index,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                time.sleep(delay)
+                time.sleep(_next_delay(view, retries, exc))
 
     async def areflect(self, view: ClusterView) -> Reflection:
         runnable = self._structured or self.model
@@ -231,12 +232,4 @@ class LLMReflector:
             try:
                 return self._accept(prompt, await runnable.ainvoke(prompt), spent)
             except Exception as exc:  # noqa: BLE001 - classified as above
-                delay = retries.after(exc)
-                logger.warning(
-                    "reflection on cluster %s failed (%s: %s); retrying in %.2fs",
-                    view.index,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(_next_delay(view, retries, exc))
