@@ -77,6 +77,7 @@ __all__ = [
     "DreamMemory",
     "DreamReport",
     "DreamScheduler",
+    "DreamingMiddleware",
     "DreamingOptions",
     "Embedder",
     "EmbeddingError",
@@ -126,3 +127,12 @@ __all__ = [
     "dreaming",
     "parse_namespace",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # DreamingMiddleware needs the optional `langchain` package: imported on first use only.
+    if name == "DreamingMiddleware":
+        from langdream.middleware import DreamingMiddleware
+
+        return DreamingMiddleware
+    raise AttributeError(f"module 'langdream' has no attribute {name!r}")

@@ -324,17 +324,7 @@ class _Runner:
         )
 
     def failed(self, where: str, exc: Exception, *, may_raise: bool = True) -> None:
-        """Report what langdream could not do: raised with ``on_error="raise"`` (unless the run's
-        own exception is on its way, ``may_raise=False``), else a warning, and the run goes on."""
-        if may_raise and self.options.on_error == "raise":
-            if isinstance(exc, LangDreamError):
-                raise exc
-            raise RecordingError(
-                f"langdream could not {where}: {error_text(exc)}",
-                hint="fix the cause, or pass on_error='warn' to dreaming() so that runs go on unrecorded",
-            ) from exc
-        unaffected = "the run itself is unaffected" if may_raise else "the run's own error is raised as it was"
-        logger.warning("langdream could not %s (%s): %s", where, unaffected, error_text(exc))
+        report_failure(self.options.on_error, where, exc, may_raise=may_raise)
 
     @staticmethod
     def duplicate(episode: Episode) -> None:
@@ -344,6 +334,20 @@ class _Runner:
             episode.run_id,
             episode.id,
         )
+
+
+def report_failure(on_error: str, where: str, exc: Exception, *, may_raise: bool = True) -> None:
+    """Report what langdream could not do: raised with ``on_error="raise"`` (unless the run's
+    own exception is on its way, ``may_raise=False``), else a warning, and the run goes on."""
+    if may_raise and on_error == "raise":
+        if isinstance(exc, LangDreamError):
+            raise exc
+        raise RecordingError(
+            f"langdream could not {where}: {error_text(exc)}",
+            hint="fix the cause, or pass on_error='warn' so that runs go on unrecorded",
+        ) from exc
+    unaffected = "the run itself is unaffected" if may_raise else "the run's own error is raised as it was"
+    logger.warning("langdream could not %s (%s): %s", where, unaffected, error_text(exc))
 
 
 def records_error(error: Exception) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import PydanticOutputParser
+from langchain_core.runnables import RunnableBinding, RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from pydantic import ValidationError
 
 from langdream.config import DEFAULT_ENCODING, DEFAULT_EPISODE_PROMPT_TOKENS, DEFAULT_REFLECT_MAX_EPISODES
@@ -26,17 +28,39 @@ from langdream.types import InsightAction, InsightOrigin
 logger = logging.getLogger("langdream.reflect")
 
 _EXAMPLE_MODELS = "'anthropic:claude-sonnet-4-5' or 'openai:gpt-4.1'"
+REFLECT_RUN_NAME = "langdream-reflect"
 
 
-def resolve_chat_model(model: BaseChatModel | str) -> BaseChatModel:
-    """A chat model object as is, or one built from an ``init_chat_model`` string."""
+def _unwrap(model: RunnableBinding) -> tuple[Any, RunnableConfig]:
+    """The chat model inside ``model.with_config(...)`` (nested too), and the config it carries."""
+    config: RunnableConfig = {}
+    while isinstance(model, RunnableBinding):
+        if model.kwargs:
+            raise ModelError(
+                f"a reflection model bound with arguments ({sorted(model.kwargs)}) cannot be used: "
+                "reflection binds its own schema to the model",
+                hint="set those arguments on the model itself (e.g. ChatAnthropic(model=..., temperature=0)); "
+                "model.with_config(...) is fine",
+            )
+        config = merge_configs(model.config or {}, config)
+        model = model.bound
+    return model, config
+
+
+def resolve_chat_model(model: BaseChatModel | RunnableBinding | str) -> tuple[BaseChatModel, RunnableConfig]:
+    """A chat model object as is, one built from an ``init_chat_model`` string, or the model inside
+    ``model.with_config(tags=..., callbacks=..., run_name=...)``, with the config every reflection
+    call then runs with."""
+    config: RunnableConfig = {}
+    if isinstance(model, RunnableBinding):
+        model, config = _unwrap(model)
     if isinstance(model, BaseChatModel):
-        return model
+        return model, config
     if not isinstance(model, str):
         raise ModelError(
             f"a reflection model must be a LangChain chat model or a 'provider:model' string, "
             f"not {type(model).__name__}",
-            hint=f"pass e.g. {_EXAMPLE_MODELS}, or a BaseChatModel instance",
+            hint=f"pass e.g. {_EXAMPLE_MODELS}, a BaseChatModel instance, or one with .with_config(...)",
         )
     try:
         from langchain.chat_models import init_chat_model
@@ -46,7 +70,7 @@ def resolve_chat_model(model: BaseChatModel | str) -> BaseChatModel:
             hint="pip install 'langdream[langchain]' plus the provider package (e.g. langchain-anthropic)",
         ) from exc
     try:
-        return init_chat_model(model)
+        return init_chat_model(model), config
     except ImportError as exc:
         provider = model.split(":", 1)[0] if ":" in model else "<provider>"
         raise ModelError(
@@ -144,14 +168,18 @@ class LLMReflector:
 
     def __init__(
         self,
-        model: BaseChatModel | str,
+        model: BaseChatModel | RunnableBinding | str,
         *,
+        config: RunnableConfig | None = None,
         max_episodes: int = DEFAULT_REFLECT_MAX_EPISODES,
         episode_tokens: int = DEFAULT_EPISODE_PROMPT_TOKENS,
         encoding: str = DEFAULT_ENCODING,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.model = resolve_chat_model(model)
+        self.model, carried = resolve_chat_model(model)
+        # Every reflection call runs with this config (tags, callbacks, metadata: LangSmith traces
+        # of a dream group under "langdream-reflect" unless the caller names them).
+        self.config: RunnableConfig = merge_configs({"run_name": REFLECT_RUN_NAME}, carried, config or {})
         self._model_id = model if isinstance(model, str) else chat_model_id(self.model)
         self.max_episodes = max_episodes
         self.episode_tokens = episode_tokens
@@ -220,7 +248,7 @@ class LLMReflector:
         while True:
             prompt = self._prompt(view)
             try:
-                return self._accept(prompt, runnable.invoke(prompt), spent)
+                return self._accept(prompt, runnable.invoke(prompt, self.config), spent)
             except Exception as exc:  # noqa: BLE001 - classified: an unknown kind is fatal, not retried
                 time.sleep(_next_delay(view, retries, exc))
 
@@ -230,6 +258,6 @@ class LLMReflector:
         while True:
             prompt = self._prompt(view)
             try:
-                return self._accept(prompt, await runnable.ainvoke(prompt), spent)
+                return self._accept(prompt, await runnable.ainvoke(prompt, self.config), spent)
             except Exception as exc:  # noqa: BLE001 - classified as above
                 await asyncio.sleep(_next_delay(view, retries, exc))
