@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from langdream._version import __version__
-from langdream.config import HOME_ENV
+from langdream.config import CHROMA_URL_ENV, DEFAULT_REPORT_FILE, DEFAULT_REPORT_MAX_POINTS, HOME_ENV, LEDGER_URL_ENV
 from langdream.errors import LangDreamError
 from langdream.namespace import format_namespace
 
@@ -61,7 +61,7 @@ app.add_typer(episodes_app, name="episodes")
 
 out = Console()
 err = Console(stderr=True)
-_state: dict[str, Any] = {"home": None}
+_state: dict[str, Any] = {"home": None, "ledger_url": None, "chroma_url": None}
 
 _STAGES = {
     "ingest": "reading episodes",
@@ -82,17 +82,25 @@ def main_options(
     home: Optional[Path] = typer.Option(
         None, "--home", envvar=HOME_ENV, help="Data home (default ./.langdream).", show_default=False
     ),
+    ledger_url: Optional[str] = typer.Option(
+        None, "--ledger-url", envvar=LEDGER_URL_ENV, help="postgresql:// ledger (default: SQLite in the home).",
+        show_default=False,
+    ),
+    chroma_url: Optional[str] = typer.Option(
+        None, "--chroma-url", envvar=CHROMA_URL_ENV, help="http(s):// chroma server (default: chroma/ in the home).",
+        show_default=False,
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what langdream does."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
-    _state["home"] = home
+    _state.update(home=home, ledger_url=ledger_url, chroma_url=chroma_url)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
 
 
 def memory(**kwargs: Any):
     from langdream.memory import DreamMemory
 
-    return DreamMemory(_state["home"], **kwargs)
+    return DreamMemory(_state["home"], ledger_url=_state["ledger_url"], chroma_url=_state["chroma_url"], **kwargs)
 
 
 def emit_json(value: Any) -> None:
@@ -510,6 +518,27 @@ def namespaces(as_json: bool = typer.Option(False, "--json", help="Print JSON in
 
 
 @app.command()
+def report(
+    out_file: Path = typer.Option(Path(DEFAULT_REPORT_FILE), "--out", "-o", help="Write the HTML report to this file."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Only this namespace (default: all of them)."),
+    max_points: int = typer.Option(
+        DEFAULT_REPORT_MAX_POINTS, "--max-points", min=0, help="Draw at most this many episodes on the maps (a fixed sample beyond)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the path and size as JSON."),
+) -> None:
+    """Write one self-contained HTML page of what was learned: an episode map coloured by cluster,
+    each cluster's insights, what every dream changed, and the namespaces. Prints its path."""
+    from langdream.report import write_report
+
+    with memory() as mem:
+        path = write_report(mem, out_file, namespace=namespace, max_points=max_points).resolve()
+    if as_json:
+        emit_json({"path": str(path), "bytes": path.stat().st_size})
+    else:
+        out.print(str(path), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def reindex(as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
     """Rebuild the chroma index from the ledger."""
     with memory() as mem, progress_bars(not as_json) as progress:
@@ -525,7 +554,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report 
     """What is installed, which device and model are used, and where the data lives."""
     from langdream.doctor import diagnose
 
-    report = diagnose(_state["home"])
+    report = diagnose(_state["home"], ledger_url=_state["ledger_url"], chroma_url=_state["chroma_url"])
     if as_json:
         emit_json(report)
         return

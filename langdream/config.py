@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 HOME_ENV = "LANGDREAM_HOME"
 DEVICE_ENV = "LANGDREAM_DEVICE"
 CACHE_ENV = "LANGDREAM_CACHE"
+# Backends shared by many processes or machines; read when DreamMemory(ledger_url=..., chroma_url=...)
+# are not given. They hold connection strings (passwords included), so they are never saved in
+# settings.json.
+LEDGER_URL_ENV = "LANGDREAM_LEDGER_URL"
+CHROMA_URL_ENV = "LANGDREAM_CHROMA_URL"
 
 DEFAULT_HOME = ".langdream"
 DEFAULT_NAMESPACE: tuple[str, ...] = ("default",)
@@ -124,6 +129,15 @@ DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
 # Index: how long a process waits for another process that owns the chroma directory before
 # it is refused (only one process at a time writes it).
 DEFAULT_INDEX_LOCK_SECONDS = 5.0
+# A chroma server: the port of an http:// URL that names none (chroma run's default), and the
+# prefix of this memory's collection names when the URL has no ?prefix= (memories that share a
+# server need different prefixes).
+DEFAULT_CHROMA_PORT = 8000
+DEFAULT_CHROMA_PREFIX = "langdream"
+# `langdream report`: the file it writes, and at most this many episodes drawn on its maps (a
+# deterministic sample beyond that, so a report of a large home stays a few megabytes).
+DEFAULT_REPORT_FILE = "langdream-report.html"
+DEFAULT_REPORT_MAX_POINTS = 3000
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:

@@ -1,4 +1,6 @@
-"""``langdream doctor``: what is installed, which device and model are used, where the data lives."""
+"""``langdream doctor``: what is installed, which device and model are used, where the data lives
+(the data home's files, or a PostgreSQL ledger and a chroma server, passwords masked) and whether
+each of them answers."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ _PACKAGES = (
     "torch",
     "tiktoken",
     "pydantic",
+    "psycopg",
 )
 
 
@@ -79,15 +82,21 @@ def _model() -> dict[str, Any]:
 
 
 def _index_health(memory: Any, path: Path) -> str:
-    """The index as a probe in a child process finds it, against the ledger's active insights."""
-    from langdream.index.probe import probe_index
+    """The index as a probe finds it, against the ledger's active insights: a local index in a
+    child process (a torn file can crash the process that opens it), a server's from here."""
+    from langdream.index.probe import probe_index, probe_server
     from langdream.types import InsightStatus
 
-    if memory.index.owned:
+    if memory.index.remote:
+        found = probe_server(memory.index)
+    elif memory.index.owned:
         return "owned by this process (not probed)"
-    found = probe_index(path, lock_seconds=memory.settings.index_lock_seconds)
+    else:
+        found = probe_index(path, lock_seconds=memory.settings.index_lock_seconds)
     state = found["state"]
     fix = "; run `langdream reindex`"
+    if state == "unreachable":
+        return f"unreachable ({found['error']})"
     active = {i.id for i in memory.ledger.list_insights(statuses=[InsightStatus.ACTIVE])}
     if state == "missing":
         return "missing" + fix if active else "not built yet (the first dream builds it)"
@@ -101,19 +110,51 @@ def _index_health(memory: Any, path: Path) -> str:
     return f"ok ({len(indexed)} insights, {found['episodes']} episodes)"
 
 
-def _data(home: str | os.PathLike[str] | None) -> dict[str, Any]:
-    from langdream.memory import INDEX_DIR, LEDGER_FILE, DreamMemory
+def _index_server(url: str) -> str:
+    """Whether the chroma server answers, asked before the memory is opened (so a ledger that
+    fails does not hide it)."""
+    from langdream.index.server import ChromaServerIndex
+
+    index = ChromaServerIndex(url)
+    try:
+        started = time.perf_counter()
+        version = index.heartbeat()
+        return f"answers (chroma {version}, {1000 * (time.perf_counter() - started):.0f} ms)"
+    except LangDreamError as exc:
+        return f"error: {exc.message}"
+    finally:
+        index.close()
+
+
+def _data(
+    home: str | os.PathLike[str] | None, ledger_url: str | None = None, chroma_url: str | None = None
+) -> dict[str, Any]:
+    from langdream.index.server import ChromaServerIndex, mask_url
+    from langdream.memory import INDEX_DIR, LEDGER_FILE, DreamMemory, resolve_backends
 
     path = resolve_home(home)
+    ledger_url, chroma_url = resolve_backends(ledger_url, chroma_url)
     info: dict[str, Any] = {"data home": str(path.resolve()), "exists": path.is_dir()}
-    if not path.is_dir():
-        return info
-    ledger = path / LEDGER_FILE
-    info["ledger"] = f"{ledger} ({ledger.stat().st_size if ledger.exists() else 0} bytes)"
-    info["index"] = str(path / INDEX_DIR)
+    if not path.is_dir() and ledger_url is None:
+        return info  # nothing to look at, and no reason to create the home
     try:
-        with DreamMemory(path) as memory:
+        if ledger_url:
+            info["ledger"] = f"PostgreSQL {mask_url(ledger_url)}"
+        else:
+            ledger = path / LEDGER_FILE
+            info["ledger"] = f"{ledger} ({ledger.stat().st_size if ledger.exists() else 0} bytes)"
+        info["index"] = ChromaServerIndex(chroma_url).location if chroma_url else str(path / INDEX_DIR)
+    except LangDreamError as exc:  # a chroma URL that cannot be parsed
+        info["error"] = str(exc)
+        return info
+    if chroma_url:
+        info["index server"] = _index_server(chroma_url)
+    try:
+        # The backends as resolved above ("" keeps the environment from being read again).
+        with DreamMemory(path, ledger_url=ledger_url or "", chroma_url=chroma_url or "") as memory:
             stats = memory.namespaces()
+            if ledger_url:
+                info["ledger"] += " (answers)"
             info["namespaces"] = len(stats)
             info["episodes"] = sum(s.episodes for s in stats)
             info["episodes waiting for a dream"] = sum(s.pending for s in stats)
@@ -135,10 +176,14 @@ def _data(home: str | os.PathLike[str] | None) -> dict[str, Any]:
     return info
 
 
-def diagnose(home: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+def diagnose(
+    home: str | os.PathLike[str] | None = None, *, ledger_url: str | None = None, chroma_url: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The doctor's report. ``ledger_url`` / ``chroma_url`` as for ``DreamMemory`` (default: the
+    environment's ``LANGDREAM_LEDGER_URL`` / ``LANGDREAM_CHROMA_URL``)."""
     return {
         "installed": {"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
         "device": _device(),
         "model": _model(),
-        "data": _data(home),
+        "data": _data(home, ledger_url, chroma_url),
     }

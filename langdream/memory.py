@@ -21,15 +21,15 @@ from pydantic import ValidationError
 
 from langdream import lease, lifecycle
 from langdream.apply import insight_text_for_embedding
-from langdream.config import DEFAULT_NAMESPACE, Settings, resolve_home
+from langdream.config import CHROMA_URL_ENV, DEFAULT_NAMESPACE, LEDGER_URL_ENV, Settings, resolve_home
 from langdream.dream import Dreamer, Progress
 from langdream.embed import EMBEDDING_MODEL_KEY, Embedder
 from langdream.errors import ConfigError, DataHomeError, NotFoundError, UnknownNamespaceError, UsageError
 from langdream.forget import plan_forget
 from langdream.guard.sanitize import sanitize_episode, sanitize_text
-from langdream.index import ChromaIndex
+from langdream.index.chroma import open_index
 from langdream.ingest import IngestReport, read_jsonl
-from langdream.ledger.sqlite import SQLiteLedger
+from langdream.ledger import open_ledger
 from langdream.namespace import Namespace, format_namespace, parse_namespace
 from langdream.recall import Recaller
 from langdream.reflect import Reflector
@@ -80,6 +80,19 @@ def _prepare_home(home: Path) -> Path:
             hint=f"fix its permissions (chmod u+rwx {home}) or choose another --home",
         )
     return home
+
+
+def resolve_backends(ledger_url: str | None = None, chroma_url: str | None = None) -> tuple[str | None, str | None]:
+    """The ledger and chroma server URLs a memory uses: each argument, else its environment
+    variable (``LANGDREAM_LEDGER_URL``, ``LANGDREAM_CHROMA_URL``). None for the data home's own
+    ledger file / chroma directory; an empty argument asks for those whatever the environment says.
+    """
+
+    def pick(explicit: str | None, env: str) -> str | None:
+        value = os.environ.get(env) if explicit is None else explicit
+        return value.strip() or None if value else None
+
+    return pick(ledger_url, LEDGER_URL_ENV), pick(chroma_url, CHROMA_URL_ENV)
 
 
 def saved_settings(home: Path) -> Settings | None:
@@ -139,7 +152,13 @@ class DreamMemory:
             for LLM reflection; without one, dreams use the extractive reflector.
         settings: a ``Settings`` (default: the data home's saved settings.json, else the defaults);
             keyword arguments override single fields of it.
-        reflector / embedder: replace the default components.
+        reflector: replaces the default reflector (LLM with ``model``, else extractive).
+        embedder: replaces the default embedder (one can be shared by several memories).
+        ledger_url: a ``postgresql://`` URL for a ledger shared by many machines; default
+            ``$LANGDREAM_LEDGER_URL``, else ``ledger.sqlite3`` in the data home.
+        chroma_url: an ``http[s]://`` URL of a chroma server (``chroma run``) for the index; default
+            ``$LANGDREAM_CHROMA_URL``, else the ``chroma/`` directory in the data home. URLs are
+            never written to settings.json (they may hold passwords).
     """
 
     def __init__(
@@ -150,12 +169,18 @@ class DreamMemory:
         settings: Settings | None = None,
         reflector: Reflector | None = None,
         embedder: Embedder | None = None,
+        ledger_url: str | None = None,
+        chroma_url: str | None = None,
         **overrides: Any,
     ) -> None:
         self.home = _prepare_home(resolve_home(home))
         self.settings = merge_settings(settings or saved_settings(self.home), overrides)
-        self.ledger = SQLiteLedger(self.home / LEDGER_FILE, busy_timeout=self.settings.busy_timeout_seconds)
-        self.index = ChromaIndex(self.home / INDEX_DIR, lock_seconds=self.settings.index_lock_seconds)
+        ledger_url, chroma_url = resolve_backends(ledger_url, chroma_url)
+        # The index first: parsing its URL can fail, and then no ledger connection is left open.
+        self.index = open_index(self.home / INDEX_DIR, chroma_url, lock_seconds=self.settings.index_lock_seconds)
+        self.ledger = open_ledger(
+            ledger_url or self.home / LEDGER_FILE, busy_timeout=self.settings.busy_timeout_seconds
+        )
         self.embedder = embedder or Embedder(
             self.settings.embedding_model,
             device=self.settings.device,
@@ -164,9 +189,11 @@ class DreamMemory:
             gpu_dtype=self.settings.gpu_embedding_dtype,
         )
         self.reflector = reflector or make_reflector(model, self.settings)
-        self._recaller = Recaller(
-            self.ledger, self.index, self.embedder, self.settings, sync_index=lambda: self._dreamer(None).sync_index()
-        )
+        # A local index is brought up to date by whichever process owns it, recall included. On a
+        # server every writer indexes what it changed (see _commit and dreams), so recalls of many
+        # replicas do not all race to apply the same ledger marks.
+        sync = None if self.index.remote else lambda: self._dreamer(None).sync_index()
+        self._recaller = Recaller(self.ledger, self.index, self.embedder, self.settings, sync_index=sync)
         self._listeners: list[Callable[[Episode], None]] = []
         self._dream_lock = threading.Lock()
 

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from langdream import DreamMemory, Embedder, Episode
+from langdream.config import CHROMA_URL_ENV, LEDGER_URL_ENV
 from langdream.demo import sample_lines
+from tests.chroma_server import chroma_server, chroma_url  # noqa: F401 - a real chroma server, for every module
+from tests.pg_server import postgres_server, postgres_url  # noqa: F401 - a real PostgreSQL server, for every module
+
+# A developer's shell may point langdream at servers; each test chooses its backends itself.
+for _name in (LEDGER_URL_ENV, CHROMA_URL_ENV):
+    os.environ.pop(_name, None)
 
 # The project's shared real data (../shared/data from the repository root); tests that need it
 # skip where it is absent. LANGDREAM_SHARED_DATA points elsewhere.

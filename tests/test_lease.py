@@ -1,4 +1,7 @@
-"""Dream leases: one dreamer per namespace, a dead dreamer's lease taken over, a lost lease writes nothing."""
+"""Dream leases: one dreamer per namespace, a dead dreamer's lease taken over, a lost lease writes nothing.
+
+Every test runs on a SQLite ledger and on a PostgreSQL one (a fresh schema of the test server per memory).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,27 @@ from langdream.ledger import LeaseLost
 from tests.test_dream import CountingReflector, load, snapshot
 
 NS = ("hotpotqa",)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_memory(request: pytest.FixtureRequest, make_memory):
+    """conftest's ``make_memory``, on the parametrized ledger backend."""
+    if request.param == "sqlite":
+        yield make_memory
+        return
+    server = request.getfixturevalue("postgres_server")
+    made: list[tuple[object, str]] = []
+
+    def make(home=None, **kwargs):
+        schema = server.create_schema()
+        memory = make_memory(home, ledger_url=server.url(schema), **kwargs)
+        made.append((memory, schema))
+        return memory
+
+    yield make
+    for memory, schema in made:
+        memory.ledger.close()
+        server.drop_schema(schema)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The SQLite ledger: the transactional source of truth."""
+"""The ledger, the transactional source of truth: every test runs on SQLite and on PostgreSQL,
+except those about SQLite files themselves (WAL, file locks, bad files, data homes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from langdream import DreamMemory
 from langdream.errors import DataHomeError, DataHomeLockedError, NotFoundError
-from langdream.ledger import InsightWrite, LedgerConflict
+from langdream.ledger import InsightWrite, Ledger, LedgerConflict, open_ledger
+from langdream.ledger.postgres import PostgresLedger
 from langdream.ledger.sqlite import SQLiteLedger
 from langdream.namespace import namespace_key
 from langdream.types import (
@@ -32,8 +34,23 @@ from langdream.types import (
 NS = ("acme", "u1")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a ledger lives: a SQLite file, or a URL naming a fresh schema of the test server."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return tmp_path / "ledger.sqlite3"
+
+
 @pytest.fixture
-def ledger(tmp_path: Path):
+def ledger(target):
+    ledger = open_ledger(target)
+    yield ledger
+    ledger.close()
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path):
     ledger = SQLiteLedger(tmp_path / "ledger.sqlite3")
     yield ledger
     ledger.close()
@@ -72,7 +89,7 @@ def write(ins: Insight, action=InsightAction.ADD, vector=None) -> InsightWrite:
     return InsightWrite(insight=ins, action=action, vector=vector)
 
 
-def make_job(ledger: SQLiteLedger, job_id: str, episodes: list[Episode], namespace=NS) -> DreamJob:
+def make_job(ledger: Ledger, job_id: str, episodes: list[Episode], namespace=NS) -> DreamJob:
     job = DreamJob(
         id=job_id,
         namespace=namespace,
@@ -85,19 +102,29 @@ def make_job(ledger: SQLiteLedger, job_id: str, episodes: list[Episode], namespa
     return job
 
 
-def raw_count(path: Path, table: str) -> int:
-    db = sqlite3.connect(path)
+def raw_rows(ledger: Ledger, sql: str) -> list[tuple]:
+    """What a connection of its own (not the ledger's) reads from the ledger's database."""
+    if isinstance(ledger, PostgresLedger):
+        import psycopg
+
+        with psycopg.connect(ledger.url, autocommit=True) as db:
+            return db.execute(sql).fetchall()
+    db = sqlite3.connect(ledger.path)
     try:
-        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def raw_count(ledger: Ledger, table: str) -> int:
+    return raw_rows(ledger, f"SELECT COUNT(*) FROM {table}")[0][0]
 
 
 # -- storage basics -------------------------------------------------------------------------------
 
 
-def test_journal_mode_is_wal(ledger, tmp_path):
-    assert ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_journal_mode_is_wal(sqlite_ledger, tmp_path):
+    assert sqlite_ledger._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # WAL is a property of the file: an independent connection sees it too.
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     try:
@@ -262,7 +289,7 @@ def test_set_outcome_on_unknown_id_raises_not_found(ledger):
 # -- dream commits --------------------------------------------------------------------------------
 
 
-def test_commit_dream_conflict_writes_nothing(ledger, tmp_path):
+def test_commit_dream_conflict_writes_nothing(ledger):
     eps = [episode(i) for i in range(4)]
     ledger.add_episodes(eps)
     stored = ledger.get_episodes([e.id for e in eps])
@@ -277,9 +304,8 @@ def test_commit_dream_conflict_writes_nothing(ledger, tmp_path):
     with pytest.raises(LedgerConflict):
         ledger.commit_dream("job-1", writes, consolidated, DreamReport(namespace=NS, added=2))
 
-    path = tmp_path / "ledger.sqlite3"
     for table in ("insights", "insight_versions", "insight_evidence"):
-        assert raw_count(path, table) == 0, table
+        assert raw_count(ledger, table) == 0, table
     assert ledger.get_insight("ins-1") is None
     assert ledger.insight_history("ins-1") == []
     assert ledger.count_episodes(NS, pending=True) == 4
@@ -343,7 +369,7 @@ def test_commit_dream_writes_everything(ledger, tmp_path):
     history = ledger.insight_history("ins-1")
     assert [(v.version, v.action) for v in history] == [(1, InsightAction.ADD)]
     assert history[0].job_id == "job-1"
-    assert raw_count(tmp_path / "ledger.sqlite3", "insight_evidence") == 3
+    assert raw_count(ledger, "insight_evidence") == 3
     assert all(e.consolidated_by == "job-1" for e in ledger.get_episodes([e.id for e in eps]))
     assert ledger.count_episodes(NS, pending=True) == 0
     job = ledger.get_job("job-1")
@@ -508,32 +534,27 @@ def test_iter_episode_tasks_pages_through_everything(ledger):
     flat = [row for page in pages for row in page]
     assert flat == [(e.id, e.namespace, e.task) for e in eps]
     assert [row for page in ledger.iter_episode_tasks(batch=1000) for row in page] == flat
-    assert list(SQLiteLedger.iter_episode_tasks(ledger, batch=23))[0] == flat
+    assert next(type(ledger).iter_episode_tasks(ledger, batch=23)) == flat
 
 
 def test_iter_episode_tasks_empty(ledger):
     assert list(ledger.iter_episode_tasks()) == []
 
 
-def test_stored_namespace_key_is_canonical(ledger, tmp_path):
+def test_stored_namespace_key_is_canonical(ledger):
     ledger.add_episodes([episode(1, namespace=("acme", "u1"))])
-    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
-    try:
-        assert db.execute("SELECT namespace FROM episodes").fetchone()[0] == namespace_key(("acme", "u1"))
-    finally:
-        db.close()
+    assert raw_rows(ledger, "SELECT namespace FROM episodes") == [(namespace_key(("acme", "u1")),)]
 
 
 # -- durability, locking, bad data homes -------------------------------------------------------------
 
 
-def test_reopen_keeps_everything(tmp_path):
-    path = tmp_path / "ledger.sqlite3"
-    first = SQLiteLedger(path)
+def test_reopen_keeps_everything(target):
+    first = open_ledger(target)
     first.add_episodes([episode(1), episode(2)])
     _commit(first, "job-1", [write(insight("ins-1"))])
     first.close()
-    second = SQLiteLedger(path)
+    second = open_ledger(target)
     try:
         assert second.count_episodes() == 2
         assert second.get_insight("ins-1") is not None
@@ -542,11 +563,14 @@ def test_reopen_keeps_everything(tmp_path):
         second.close()
 
 
-def test_closed_ledger_raises_data_home_error(tmp_path):
-    ledger = SQLiteLedger(tmp_path / "ledger.sqlite3")
+def test_closed_ledger_raises_data_home_error(target):
+    ledger = open_ledger(target)
     ledger.close()
-    with pytest.raises(DataHomeError):
+    with pytest.raises(DataHomeError) as info:
         ledger.count_episodes()
+    assert "closed" in info.value.message and info.value.hint
+    with pytest.raises(DataHomeError):
+        ledger.add_episodes([episode(1)])
 
 
 def test_locked_ledger_raises_data_home_locked_error_and_loses_nothing(tmp_path):

@@ -1,6 +1,6 @@
 """The ledger's hot path never scans a table: every statement it runs is answered through an index.
 
-The ledger's connections are opened as a recording ``sqlite3.Connection`` subclass, so every
+On SQLite, the ledger's connections are opened as a recording ``sqlite3.Connection`` subclass, so every
 statement a public ledger method runs is seen with its parameters, whichever private helper runs
 it. Each hot-path method is called on a small populated ledger and each statement it ran is put to
 ``EXPLAIN QUERY PLAN`` with the same parameters, on the default planner: nothing here runs
@@ -19,10 +19,18 @@ What counts as a full scan: a ``SCAN <table>`` line, with or without ``USING [CO
 (``USE TEMP B-TREE``) are allowed in general, they cost what the query returns; the calls whose
 order an index provides (a dream's queue, the newest run of a run id, the dirty insights) must not
 sort. Timings at scale: ``langdream bench --section stores``.
+
+On PostgreSQL the same calls run on a ledger in a fresh schema of the test server, every statement
+seen where the ledger hands it to psycopg. The planner costs a small table by its real size (a
+sequential scan always wins there), so each statement is explained with sequential scans, hash
+and merge joins switched off: a plan that still scans a table, or walks a whole (non-partial)
+index without an index condition, found no index that answers it. The calls whose order an index
+provides are explained with sorting switched off too, and must not sort.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -33,7 +41,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from langdream.ledger import ClusterWrite, InsightWrite
+from langdream.ledger import ClusterWrite, InsightWrite, Ledger
+from langdream.ledger import postgres as postgres_module
+from langdream.ledger.postgres import PostgresLedger
 from langdream.ledger.sqlite import SQLiteLedger
 from langdream.types import (
     DreamJob,
@@ -60,15 +70,23 @@ Statement = tuple[str, tuple[Any, ...]]
 class Traced:
     """A ledger whose every statement is recorded, and a plain connection to explain them on."""
 
-    ledger: SQLiteLedger
-    explainer: sqlite3.Connection
+    ledger: Ledger
+    explainer: Any
     seen: list[Statement] = field(default_factory=list)
 
-    def run(self, call: Callable[[SQLiteLedger], Any]) -> list[Statement]:
+    def run(self, call: Callable[[Ledger], Any]) -> list[Statement]:
         """The queries ``call`` ran (transaction control left out)."""
         self.seen.clear()
         call(self.ledger)
-        return [(sql, params) for sql, params in self.seen if sql.lstrip().split()[0].upper() not in _CONTROL]
+        return [(sql, params) for sql, params in self.seen if re.match(r"\s*(\w+)", sql)[1].upper() not in _CONTROL]
+
+    def scans(self, sql: str, params: tuple[Any, ...]) -> list[str]:
+        """What the statement's plan reads whole."""
+        return full_scans(self.plan(sql, params), self.partial_indexes())
+
+    def sorts(self, sql: str, params: tuple[Any, ...]) -> list[str]:
+        """The sorts the statement's plan needs."""
+        return [line for line in self.plan(sql, params) if "TEMP B-TREE" in line]
 
     def plan(self, sql: str, params: tuple[Any, ...]) -> list[str]:
         return [row[3] for row in self.explainer.execute("EXPLAIN QUERY PLAN " + sql, params)]
@@ -139,7 +157,7 @@ def _job(job_id: str, episodes: list[Episode], namespace=NS) -> DreamJob:
     )
 
 
-def _dream(ledger: SQLiteLedger, job_id: str, episodes: list[Episode], first_insight: int) -> None:
+def _dream(ledger: Ledger, job_id: str, episodes: list[Episode], first_insight: int) -> None:
     """One whole dream's writes: its job, one output, insights citing the episodes, a lasting cluster."""
     job = _job(job_id, episodes)
     ledger.create_job(job)
@@ -155,8 +173,108 @@ def _dream(ledger: SQLiteLedger, job_id: str, episodes: list[Episode], first_ins
     )
 
 
-@pytest.fixture
-def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Traced]:
+@dataclass
+class PostgresTraced(Traced):
+    """The same on PostgreSQL: ``explainer`` is a psycopg connection to the ledger's schema."""
+
+    def plan_nodes(self, sql: str, params: tuple[Any, ...], *, sort: bool = True) -> list[dict[str, Any]]:
+        import psycopg
+
+        settings = "enable_seqscan = off, enable_hashjoin = off, enable_mergejoin = off"
+        settings += "" if sort else ", enable_sort = off, enable_bitmapscan = off"
+        cursor = psycopg.ClientCursor(self.explainer)  # the values inline: EXPLAIN takes no parameters
+        for setting in settings.split(", "):
+            cursor.execute(f"SET {setting}")
+        try:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + postgres_module._format(sql), params)
+            (document,) = cursor.fetchone()
+        finally:
+            cursor.execute("RESET ALL")
+        plan = document if isinstance(document, list) else json.loads(document)
+        nodes, todo = [], [plan[0]["Plan"]]
+        while todo:
+            node = todo.pop()
+            nodes.append(node)
+            todo.extend(node.get("Plans", []))
+        return nodes
+
+    def scans(self, sql: str, params: tuple[Any, ...]) -> list[str]:
+        return self._full_scans(self.plan_nodes(sql, params))
+
+    def _full_scans(self, nodes: list[dict[str, Any]]) -> list[str]:
+        partial = self.partial_indexes()
+        scans = []
+        for node in nodes:
+            kind, table = node["Node Type"], node.get("Relation Name", "")
+            if table in EXEMPT_TABLES:
+                continue
+            if kind == "Seq Scan":
+                scans.append(f"Seq Scan on {table}")
+            elif kind in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and "Index Cond" not in node:
+                walked = node["Index Name"]
+                if walked not in partial:  # a partial index holds only the rows it admits
+                    scans.append(f"{kind} using {walked} (no condition)")
+        return scans
+
+    def sorts(self, sql: str, params: tuple[Any, ...]) -> list[str]:
+        # Forbidden to sort, the planner may walk a whole index in the wanted order instead.
+        nodes = self.plan_nodes(sql, params, sort=False)
+        sorting = [f"Sort by {n.get('Sort Key')}" for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")]
+        return sorting + self._full_scans(nodes)
+
+    def partial_indexes(self) -> set[str]:
+        rows = self.explainer.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.indpred IS NOT NULL AND n.nspname = current_schema()"
+        )
+        return {name for (name,) in rows}
+
+
+def _populate(ledger: Ledger) -> None:
+    episodes = [_episode(i) for i in range(24)] + [_episode(100 + i, OTHER) for i in range(6)]
+    ledger.add_episodes(episodes)
+    _dream(ledger, "dj-1", episodes[0:8], 0)
+    _dream(ledger, "dj-2", episodes[8:16], 4)
+    ledger.create_job(_job("dj-open", episodes[16:20]))  # an open job, as a crashed dream leaves
+    ledger.mark_indexed([("ins-0", 1), ("ins-1", 1)])  # the others stay dirty
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def traced(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Traced]:
+    if request.param == "postgres":
+        yield from _postgres_traced(request.getfixturevalue("postgres_url"), monkeypatch)
+    else:
+        yield from _sqlite_traced(tmp_path, monkeypatch)
+
+
+def _postgres_traced(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Traced]:
+    import psycopg
+
+    seen: list[Statement] = []
+    connection = postgres_module._Connection
+    real_execute, real_executemany = connection.execute, connection.executemany
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        seen.append((sql, tuple(params or ())))
+        return real_execute(self, sql, params)
+
+    def executemany(self, sql: str, params: Any) -> Any:
+        rows = [tuple(p) for p in params]
+        if rows:  # the plan is the same for every row
+            seen.append((sql, rows[0]))
+        return real_executemany(self, sql, rows)
+
+    monkeypatch.setattr(connection, "execute", execute)
+    monkeypatch.setattr(connection, "executemany", executemany)
+    ledger = PostgresLedger(url)
+    _populate(ledger)
+    explainer = psycopg.connect(url, autocommit=True)
+    yield PostgresTraced(ledger, explainer, seen)
+    explainer.close()
+    ledger.close()
+
+
+def _sqlite_traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Traced]:
     seen: list[Statement] = []
 
     class Recording(sqlite3.Connection):
@@ -174,12 +292,7 @@ def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Traced]:
     monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: real_connect(*args, factory=Recording, **kwargs))
     path = tmp_path / "ledger.sqlite3"
     ledger = SQLiteLedger(path)
-    episodes = [_episode(i) for i in range(24)] + [_episode(100 + i, OTHER) for i in range(6)]
-    ledger.add_episodes(episodes)
-    _dream(ledger, "dj-1", episodes[0:8], 0)
-    _dream(ledger, "dj-2", episodes[8:16], 4)
-    ledger.create_job(_job("dj-open", episodes[16:20]))  # an open job, as a crashed dream leaves
-    ledger.mark_indexed([("ins-0", 1), ("ins-1", 1)])  # the others stay dirty
+    _populate(ledger)
     explainer = real_connect(path)
     traced = Traced(ledger, explainer, seen)
     yield traced
@@ -190,7 +303,7 @@ def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Traced]:
 NEAR = [f"ep-{i}" for i in range(0, 24, 2)]
 
 # Recording, feedback and recall (per run), then what a dream does per call.
-HOT_PATH: dict[str, Callable[[SQLiteLedger], Any]] = {
+HOT_PATH: dict[str, Callable[[Ledger], Any]] = {
     "add_episodes": lambda ledger: ledger.add_episodes([_episode(500)]),
     "add_episodes (already stored)": lambda ledger: ledger.add_episodes([_episode(1)]),
     "find_episode (episode id)": lambda ledger: ledger.find_episode("ep-3"),
@@ -228,15 +341,13 @@ INDEX_ORDERED = ("find_episode (run id)", "pending_episodes", "dirty_insights", 
 def test_hot_path_statement_plans_use_indexes(traced: Traced, name: str) -> None:
     statements = traced.run(HOT_PATH[name])
     assert statements, f"{name} ran no statement the recorder saw"
-    partial = traced.partial_indexes()
-    scans = {sql: found for sql, params in statements if (found := full_scans(traced.plan(sql, params), partial))}
+    scans = {sql: found for sql, params in statements if (found := traced.scans(sql, params))}
     assert scans == {}
 
 
 @pytest.mark.parametrize("name", INDEX_ORDERED)
 def test_index_gives_the_order(traced: Traced, name: str) -> None:
-    plans = {sql: traced.plan(sql, params) for sql, params in traced.run(HOT_PATH[name])}
-    sorts = {sql: plan for sql, plan in plans.items() if any("TEMP B-TREE" in line for line in plan)}
+    sorts = {sql: found for sql, params in traced.run(HOT_PATH[name]) if (found := traced.sorts(sql, params))}
     assert sorts == {}
 
 
@@ -248,6 +359,18 @@ def test_every_query_of_the_hot_path_is_seen(traced: Traced) -> None:
 
 
 def test_a_full_scan_is_caught(traced: Traced) -> None:
+    if isinstance(traced, PostgresTraced):
+        assert "insights_dirty" in traced.partial_indexes()
+        assert traced.scans("SELECT id FROM episodes WHERE task = ?", ("x",)) == ["Seq Scan on episodes"]
+        assert traced.scans("SELECT COUNT(*) FROM insights", ())  # a whole index walked is a scan
+        joined = "SELECT e.insight_id FROM insight_evidence e JOIN insights i ON i.id = e.insight_id WHERE i.text = ?"
+        assert traced.scans(joined, ("x",))
+        assert traced.scans("SELECT value FROM meta", ()) == []  # exempt
+        assert traced.scans("SELECT id FROM insights WHERE index_dirty = 1 ORDER BY id", ()) == []
+        assert traced.sorts("SELECT id FROM episodes WHERE namespace = ? ORDER BY task", ("x",))
+        assert traced.sorts("SELECT id FROM episodes WHERE namespace = ? ORDER BY seq", ("x",))  # or a whole walk
+        assert traced.sorts("SELECT id FROM episodes WHERE run_id = ? ORDER BY seq", ("x",)) == []
+        return
     partial = traced.partial_indexes()
     assert "insights_dirty" in partial
     plan = traced.plan

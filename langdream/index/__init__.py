@@ -1,5 +1,6 @@
 """The vector index: a derived, rebuildable copy of embeddings for fast similarity search."""
 
-from langdream.index.chroma import ChromaIndex, IndexHit
+from langdream.index.chroma import ChromaIndex, IndexHit, open_index
+from langdream.index.server import ChromaServerIndex
 
-__all__ = ["ChromaIndex", "IndexHit"]
+__all__ = ["ChromaIndex", "ChromaServerIndex", "IndexHit", "open_index"]

@@ -1,10 +1,14 @@
-"""Probe a data home's chroma index in a child process: ``python -m langdream.index.probe HOME``.
+"""Probe a data home's chroma index: ``python -m langdream.index.probe HOME``.
 
 A torn HNSW file can crash the process that loads it (a segfault, not an exception), so
-``langdream doctor`` never opens the index itself: it runs this module in a subprocess and
+``langdream doctor`` never opens a local index itself: it runs this module in a subprocess and
 reads one JSON line from it. The probe takes the index lock like any writer (it must not read
 files another process is writing), opens every langdream collection, runs one query against
 each (which loads its HNSW segment) and reports the insight ids it holds.
+
+An index on a chroma server is probed in-process (``probe_server``): nothing of it is loaded
+here, so a damaged server can fail a request but not this process, and there is no directory to
+hand to a child.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from langdream.index.server import ChromaServerIndex
 
 PROBE_TIMEOUT_SECONDS = 120
 
@@ -35,43 +42,73 @@ def _vectors_problem(collection: Any, ids: list[str], batch: int) -> str | None:
     return None
 
 
+def _inspect(index: Any, *, read_vectors: bool) -> dict[str, Any]:
+    """Open every collection of ``index``'s memory, query each once (and, with ``read_vectors``,
+    read every stored vector back); the insight ids and episode count it holds."""
+    from langdream.index.chroma import INSIGHTS
+
+    client = index._client_or_open()
+    insight_ids: list[str] = []
+    episodes = collections = 0
+    for listed in client.list_collections():
+        kind = index._kind_of(listed.name)
+        if kind is None:
+            continue
+        collection = client.get_collection(listed.name, embedding_function=None)
+        collections += 1
+        ids = collection.get(include=[])["ids"]
+        if ids:
+            if read_vectors and (problem := _vectors_problem(collection, ids, client.get_max_batch_size())) is not None:
+                return {"state": "error", "error": f"collection {listed.name}: {problem}"}
+            dimension = len(collection.get(ids=ids[:1], include=["embeddings"])["embeddings"][0])
+            probe = np.ones((1, dimension), dtype=np.float32) / np.sqrt(dimension)
+            found = collection.query(query_embeddings=probe, n_results=min(len(ids), 10), include=["distances"])
+            if len(found["ids"][0]) != min(len(ids), 10):
+                return {"state": "error", "error": f"collection {listed.name} answers fewer results than it holds"}
+        if kind == INSIGHTS:
+            insight_ids.extend(ids)
+        else:
+            episodes += len(ids)
+    return {"state": "ok", "insight_ids": sorted(insight_ids), "episodes": episodes, "collections": collections}
+
+
 def _probe(home: Path, lock_seconds: float) -> dict[str, Any]:
     from langdream.errors import IndexLockedError
-    from langdream.index.chroma import EPISODES, INSIGHTS, ChromaIndex
+    from langdream.index.chroma import ChromaIndex
 
     path = home / "chroma"
     if not (path / "chroma.sqlite3").exists():
         return {"state": "missing"}
     index = ChromaIndex(path, lock_seconds=lock_seconds)
     try:
-        client = index._client_or_open()
-        insight_ids: list[str] = []
-        episodes = 0
-        for listed in client.list_collections():
-            kind = listed.name.split("_", 1)[0]
-            if kind not in (INSIGHTS, EPISODES):
-                continue
-            collection = client.get_collection(listed.name, embedding_function=None)
-            ids = collection.get(include=[])["ids"]
-            if ids:
-                if (problem := _vectors_problem(collection, ids, client.get_max_batch_size())) is not None:
-                    return {"state": "error", "error": f"collection {listed.name}: {problem}"}
-                dimension = len(collection.get(ids=ids[:1], include=["embeddings"])["embeddings"][0])
-                probe = np.ones((1, dimension), dtype=np.float32) / np.sqrt(dimension)
-                found = collection.query(query_embeddings=probe, n_results=min(len(ids), 10), include=["distances"])
-                if len(found["ids"][0]) != min(len(ids), 10):
-                    return {"state": "error", "error": f"collection {listed.name} answers fewer results than it holds"}
-            if kind == INSIGHTS:
-                insight_ids.extend(ids)
-            else:
-                episodes += len(ids)
-        return {"state": "ok", "insight_ids": sorted(insight_ids), "episodes": episodes}
+        return _inspect(index, read_vectors=True)
     except IndexLockedError as exc:
         return {"state": "locked", "error": exc.message}
     except Exception as exc:  # noqa: BLE001 - whatever chroma raises on a damaged index is the finding
         return {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
     finally:
         index.close()
+
+
+def probe_server(index: ChromaServerIndex) -> dict[str, Any]:
+    """The finding for an index on a chroma server: ``state`` is ok, missing (no collection of
+    this memory yet), unreachable (with the error) or error.
+
+    The stored vectors are not read back: a torn file is the server's to detect, and reading
+    every vector over HTTP would cost as much as a reindex.
+    """
+    from langdream.errors import DataHomeError
+
+    try:
+        version = index.heartbeat()
+        found = _inspect(index, read_vectors=False)
+    except DataHomeError as exc:
+        return {"state": "unreachable", "error": exc.message}
+    except Exception as exc:  # noqa: BLE001 - whatever the server answers instead is the finding
+        return {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
+    if found["state"] == "ok" and not found["collections"]:
+        return {"state": "missing", "version": version}
+    return {**found, "version": version}
 
 
 def probe_index(home: Path, *, lock_seconds: float = 5.0, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:

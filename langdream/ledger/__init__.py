@@ -1,17 +1,21 @@
 """The ledger: the transactional source of truth (episodes, insights and their history, dream jobs).
 
-``Ledger`` is the protocol every backend implements; ``SQLiteLedger`` is the default.
-The chroma index is derived from it and can be rebuilt from it at any time.
+``Ledger`` is the protocol every backend implements; ``SQLiteLedger`` (one file) is the default,
+``PostgresLedger`` the one many machines share; ``open_ledger`` picks by target. Both run the
+same SQL core (``langdream.ledger.sql``). The chroma index is derived from the ledger and can be
+rebuilt from it at any time.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from langdream.config import DEFAULT_BUSY_TIMEOUT_SECONDS
 from langdream.namespace import Namespace
 from langdream.types import (
     DREAM_ACTOR,
@@ -196,6 +200,25 @@ class Ledger(Protocol):
     def set_cluster_sums(self, sums: Mapping[str, np.ndarray]) -> None: ...
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_ledger(target: str | os.PathLike, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Ledger:
+    """The ledger at ``target``: a ``postgresql://`` (or ``postgres://``) URL opens a shared
+    ``PostgresLedger``; anything else is the path of a SQLite file (created on first use).
+
+    ``busy_timeout`` bounds how long a write waits for another writer (``DataHomeLockedError``).
+    """
+    text = os.fspath(target)
+    if isinstance(text, str) and text.lower().startswith(_POSTGRES_SCHEMES):
+        from langdream.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(text, busy_timeout=busy_timeout)
+    from langdream.ledger.sqlite import SQLiteLedger
+
+    return SQLiteLedger(text, busy_timeout=busy_timeout)
+
+
 __all__ = [
     "ClusterWrite",
     "Exposure",
@@ -205,4 +228,5 @@ __all__ = [
     "Ledger",
     "LedgerConflict",
     "StoredCluster",
+    "open_ledger",
 ]
