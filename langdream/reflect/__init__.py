@@ -53,6 +53,9 @@ class Operation(BaseModel):
 
 @dataclass(frozen=True)
 class Reflection:
+    """A reflector's answer for one cluster: its raw output, the operations parsed from it, and
+    what it cost in tokens over every attempt (0 for a reflector that calls no model)."""
+
     raw: str
     operations: list[Operation]
     # What the reflection cost, counted with tiktoken over every attempt; 0 without a model.
@@ -62,6 +65,12 @@ class Reflection:
 
 @runtime_checkable
 class Reflector(Protocol):
+    """What a dream asks of a reflector: one ``Reflection`` per ``ClusterView``, sync and async.
+
+    ``model_id`` and ``prompt_version`` are part of each dream's job id; ``origin`` says which
+    kind of reflector wrote an insight.
+    """
+
     origin: InsightOrigin
 
     @property
