@@ -59,17 +59,17 @@ def crash_point(name: str) -> None:
     trace = os.environ.get(CRASH_TRACE_ENV)
     if not target and not trace:
         return
-    if trace:
-        with open(trace, "a", encoding="utf-8") as out:
-            out.write(name + "\n")
-    if not target:
-        return
-    wanted, _, nth = target.rpartition(":")
-    if wanted not in (name, "*"):
-        return
-    key = wanted
+    # One lock around tracing, counting and killing: reflection threads reach output.stored
+    # concurrently, and another thread's trace line must not land between the k-th and the kill.
     with _lock:
-        _counts[key] = _counts.get(key, 0) + 1
-        reached = _counts[key] == int(nth)
-    if reached:
-        _kill_now()
+        if trace:
+            with open(trace, "a", encoding="utf-8") as out:
+                out.write(name + "\n")
+        if not target:
+            return
+        wanted, _, nth = target.rpartition(":")
+        if wanted not in (name, "*"):
+            return
+        _counts[wanted] = _counts.get(wanted, 0) + 1
+        if _counts[wanted] == int(nth):
+            _kill_now()

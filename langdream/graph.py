@@ -328,12 +328,7 @@ class _Runner:
 
     @staticmethod
     def duplicate(episode: Episode) -> None:
-        logger.warning(
-            "langdream did not record run %s: an episode with id %r is already stored and is kept as it was "
-            "(pass a new run_id for each run)",
-            episode.run_id,
-            episode.id,
-        )
+        warn_duplicate(episode)
 
 
 def report_failure(on_error: str, where: str, exc: Exception, *, may_raise: bool = True) -> None:
@@ -348,6 +343,15 @@ def report_failure(on_error: str, where: str, exc: Exception, *, may_raise: bool
         ) from exc
     unaffected = "the run itself is unaffected" if may_raise else "the run's own error is raised as it was"
     logger.warning("langdream could not %s (%s): %s", where, unaffected, error_text(exc))
+
+
+def warn_duplicate(episode: Episode) -> None:
+    logger.warning(
+        "langdream did not record run %s: an episode with id %r is already stored and is kept as it was "
+        "(pass a new run_id for each run)",
+        episode.run_id,
+        episode.id,
+    )
 
 
 def records_error(error: Exception) -> bool:

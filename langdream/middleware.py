@@ -25,7 +25,7 @@ from typing_extensions import NotRequired
 
 from langdream.capture import answer_from_state, judge_outcome, message_trajectory, text_of
 from langdream.errors import ConfigError
-from langdream.graph import DreamingOptions, error_text, report_failure
+from langdream.graph import DreamingOptions, error_text, report_failure, warn_duplicate
 from langdream.guard.sanitize import clean_text
 from langdream.memory import DreamMemory
 from langdream.namespace import parse_namespace, resolve_namespace
@@ -230,11 +230,7 @@ class DreamingMiddleware(AgentMiddleware[DreamingState, Any]):
 
     def _recorded(self, episode: Episode | None, added: bool) -> dict[str, Any]:
         if episode is not None and not added:
-            logger.warning(
-                "langdream did not record run %s: an episode with that id is already stored "
-                "(pass a new run_id for each run)",
-                episode.id,
-            )
+            warn_duplicate(episode)
         return {STATE_KEY: None}
 
     # -- sync hooks --------------------------------------------------------------------------

@@ -53,11 +53,19 @@ def blockbuster():
         buster.deactivate()
 
 
+@pytest.fixture(params=["data-home", "servers"])
+def backends(request) -> dict[str, str]:
+    """The default data home, or PostgreSQL + a chroma server (real ones, started by the tests)."""
+    if request.param == "data-home":
+        return {}
+    return {"ledger_url": request.getfixturevalue("postgres_url"), "chroma_url": request.getfixturevalue("chroma_url")}
+
+
 @pytest.fixture
-def warm_memory(make_memory) -> DreamMemory:
+def warm_memory(make_memory, backends) -> DreamMemory:
     """A memory whose files, index and model are open already (first use is not what is judged),
     with mixed-outcome runs recorded."""
-    memory = make_memory()
+    memory = make_memory(**backends)
     for persistent, country in zip([True, False] * 3, COUNTRIES):
         graph = dreaming(capital_agent(ScriptedAgentModel(persistent=persistent)).compile(), memory=memory,
                          judge=answered_correctly, namespace=NS)
@@ -95,9 +103,9 @@ async def test_memory_async_entry_points_do_not_block(warm_memory, blockbuster):
     assert forgotten.episodes == 1
 
 
-async def test_an_llm_dream_does_not_block(make_memory, blockbuster):
+async def test_an_llm_dream_does_not_block(make_memory, backends, blockbuster):
     with blockbuster_paused(blockbuster):
-        memory = make_memory(model=FakeReflectionModel())
+        memory = make_memory(model=FakeReflectionModel(), **backends)
         for persistent, country in zip([True, False] * 3, COUNTRIES):
             graph = dreaming(capital_agent(ScriptedAgentModel(persistent=persistent)).compile(), memory=memory,
                              judge=answered_correctly, namespace=NS)

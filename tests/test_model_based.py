@@ -39,6 +39,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -600,6 +601,11 @@ def test_regression_a_cancelled_adream_does_not_keep_its_lease(fresh_memory: Dre
 
     asyncio.run(cancel_while_taking_the_lease())
     memory.ledger.acquire_lease = acquire  # type: ignore[method-assign]
+    # The lease is given back by a thread the cancelled task's done-callback starts (the loop
+    # must not do ledger I/O): wait for it, boundedly, rather than racing it.
+    deadline = time.monotonic() + 10
+    while memory.ledger.leases() and time.monotonic() < deadline:
+        time.sleep(0.01)
     (report,) = memory.dream("alpha")
     assert report.skipped is None, report.skipped  # fails: "another dreamer (process <this one>) holds ..."
     assert memory.ledger.leases() == []
