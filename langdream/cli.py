@@ -569,7 +569,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Smaller sizes and fewer repeats (a few minutes; what CI runs)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results document to this file."),
     section: Optional[list[str]] = typer.Option(
-        None, "--section", help="Run only this section (repeatable): recall, embedding, clustering, incremental, fanout, stores."
+        None, "--section", help="Run only this section (repeatable): recall, embedding, clustering, incremental, fanout, stores, postgres."
     ),
     data: Optional[Path] = typer.Option(
         None, "--data", help="Folder with clinc150/ and banking77/ (default $LANGDREAM_SHARED_DATA or ../shared/data)."

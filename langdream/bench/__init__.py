@@ -35,6 +35,7 @@ SECTIONS: dict[str, str] = {
     "incremental": "incremental",
     "fanout": "fanout",
     "stores": "stores",
+    "postgres": "postgres",
 }
 _PACKAGES = (
     "langdream",
