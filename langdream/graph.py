@@ -256,15 +256,8 @@ class _Runner:
                 "the finished run has no task text to record (no human message and no task in its input)",
                 hint="pass task=<key or function> to dreaming() so langdream can tell what the run was asked",
             )
-        outcome, judge_error = judge_outcome(self.options.judge, state, self.options.on_error)
         metadata = self._metadata(run)
-        if judge_error:
-            metadata["judge_error"] = judge_error
-        try:
-            answer = answer_from_state(self.options.answer, state, trajectory)
-        except Exception as exc:  # the user's answer= function: like a judge, it costs the answer only
-            self.failed("tell the run's answer", exc)
-            answer, metadata["answer_error"] = None, error_text(exc)
+        outcome, answer = judge_and_answer(self.options, state, trajectory, metadata)
         return self._episode(run, run.run_id, task, trajectory, answer, outcome, metadata)
 
     def raised_episode(self, run: _Run, error: Exception) -> Episode | None:
@@ -308,18 +301,16 @@ class _Runner:
         metadata: dict[str, Any],
     ) -> Episode:
         assert run.namespace is not None  # a run whose namespace failed is not recorded
-        thread_id = (run.config.get("configurable") or {}).get("thread_id")
-        return Episode(
-            id=episode_id,
+        return new_episode(
+            episode_id=episode_id,
+            run_id=run.run_id,
             namespace=run.namespace,
             task=task,
-            messages=trajectory,
-            final_answer=answer,
+            trajectory=trajectory,
+            answer=answer,
             outcome=outcome,
-            thread_id=None if thread_id is None else str(thread_id),
-            run_id=run.run_id,
-            created_at=utcnow(),
-            injected_insight_ids=run.recall.insight_ids if run.recall else [],
+            config=run.config,
+            injected=run.recall.insight_ids if run.recall else [],
             metadata=metadata,
         )
 
@@ -343,6 +334,52 @@ def report_failure(on_error: str, where: str, exc: Exception, *, may_raise: bool
         ) from exc
     unaffected = "the run itself is unaffected" if may_raise else "the run's own error is raised as it was"
     logger.warning("langdream could not %s (%s): %s", where, unaffected, error_text(exc))
+
+
+def judge_and_answer(
+    options: DreamingOptions, state: Any, trajectory: list[Message], metadata: dict[str, Any]
+) -> tuple[Outcome, str | None]:
+    """A finished run's outcome (its judge's verdict) and final answer. A judge or ``answer=``
+    function that fails costs only its own field, noted in ``metadata`` (unless on_error="raise")."""
+    outcome, judge_error = judge_outcome(options.judge, state, options.on_error)
+    if judge_error:
+        metadata["judge_error"] = judge_error
+    try:
+        answer = answer_from_state(options.answer, state, trajectory)
+    except Exception as exc:
+        report_failure(options.on_error, "tell the run's answer", exc)
+        answer, metadata["answer_error"] = None, error_text(exc)
+    return outcome, answer
+
+
+def new_episode(
+    *,
+    episode_id: str,
+    run_id: str,
+    namespace: Namespace,
+    task: str,
+    trajectory: list[Message],
+    answer: str | None,
+    outcome: Outcome,
+    config: Mapping[str, Any],
+    injected: list[str],
+    metadata: dict[str, Any],
+) -> Episode:
+    """The episode of one run, with the thread id of its config."""
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    return Episode(
+        id=episode_id,
+        namespace=namespace,
+        task=task,
+        messages=trajectory,
+        final_answer=answer,
+        outcome=outcome,
+        thread_id=None if thread_id is None else str(thread_id),
+        run_id=run_id,
+        created_at=utcnow(),
+        injected_insight_ids=injected,
+        metadata=metadata,
+    )
 
 
 def warn_duplicate(episode: Episode) -> None:

@@ -23,13 +23,13 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
-from langdream.capture import answer_from_state, judge_outcome, message_trajectory, text_of
+from langdream.capture import message_trajectory, text_of
 from langdream.errors import ConfigError
-from langdream.graph import DreamingOptions, error_text, report_failure, warn_duplicate
+from langdream.graph import DreamingOptions, judge_and_answer, new_episode, report_failure, warn_duplicate
 from langdream.guard.sanitize import clean_text
 from langdream.memory import DreamMemory
 from langdream.namespace import parse_namespace, resolve_namespace
-from langdream.types import Episode, Recall, utcnow
+from langdream.types import Episode, Recall
 
 try:
     from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -202,29 +202,20 @@ class DreamingMiddleware(AgentMiddleware[DreamingState, Any]):
         if turn is None:
             return None
         trajectory = message_trajectory(state.get("messages") or [], turn.task_message_id)
-        outcome, judge_error = judge_outcome(self.options.judge, state, self.options.on_error)
         metadata: dict[str, Any] = {"agent": "create_agent", "seconds": round(time.time() - turn.started, 4)}
         if turn.insight_ids:
             metadata["recall_tokens"] = turn.recall_tokens
-        if judge_error:
-            metadata["judge_error"] = judge_error
-        try:
-            answer = answer_from_state(self.options.answer, state, trajectory)
-        except Exception as exc:  # the user's answer= function: like a judge, it costs the answer only
-            report_failure(self.options.on_error, "tell the turn's answer", exc)
-            answer, metadata["answer_error"] = None, error_text(exc)
-        thread_id = (get_config().get("configurable") or {}).get("thread_id")
-        return Episode(
-            id=turn.run_id,
+        outcome, answer = judge_and_answer(self.options, state, trajectory, metadata)
+        return new_episode(
+            episode_id=turn.run_id,
+            run_id=turn.run_id,
             namespace=parse_namespace(turn.namespace),
             task=turn.task,
-            messages=trajectory,
-            final_answer=answer,
+            trajectory=trajectory,
+            answer=answer,
             outcome=outcome,
-            thread_id=None if thread_id is None else str(thread_id),
-            run_id=turn.run_id,
-            created_at=utcnow(),
-            injected_insight_ids=list(turn.insight_ids),
+            config=get_config(),
+            injected=list(turn.insight_ids),
             metadata=metadata,
         )
 

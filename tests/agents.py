@@ -89,19 +89,24 @@ class ScriptedAgentModel(BaseChatModel):
         return AIMessage(content="", tool_calls=[{"name": "search", "args": {"query": query}, "id": f"call_{next(self._ids)}"}])
 
 
+def react_graph(agent: Any, tools: list[Any]) -> StateGraph:
+    """A MessagesState ReAct loop: the ``agent`` node, a ToolNode over ``tools``, and the edges between."""
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode(tools))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder
+
+
 def capital_agent(model: ScriptedAgentModel) -> StateGraph:
     """A MessagesState ReAct agent: model node, tool node, conditional loop."""
 
     def agent(state: MessagesState) -> dict:
         return {"messages": [model.invoke(state["messages"])]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("agent", agent)
-    builder.add_node("tools", ToolNode([search]))
-    builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", tools_condition)
-    builder.add_edge("tools", "agent")
-    return builder
+    return react_graph(agent, [search])
 
 
 def answered_correctly(state: dict) -> bool:

@@ -20,7 +20,6 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
 from langgraph.types import Command, interrupt
 
 from langdream import DataHomeError, DreamMemory, Episode, GraphShapeError, NamespaceError, RecordingError, dreaming
@@ -35,7 +34,7 @@ from langdream.reflect.prompts import build_messages
 from langdream.testing import FakeReflectionModel, parse_prompt
 from langdream.tokens import count_tokens
 from langdream.types import Message, Outcome, utcnow
-from tests.agents import ScriptedAgentModel, answered_correctly, capital_agent, question
+from tests.agents import ScriptedAgentModel, answered_correctly, capital_agent, question, react_graph
 
 NS = ("acme", "{user_id}")
 MB = 1_000_000
@@ -62,13 +61,7 @@ def fetch_agent(output: Any, answer: str = "done") -> StateGraph:
         call = {"name": "fetch", "args": {"url": "https://example.com/big"}, "id": f"call_{uuid.uuid4().hex[:8]}"}
         return {"messages": [AIMessage("", tool_calls=[call])]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("agent", agent)
-    builder.add_node("tools", ToolNode([fetch]))
-    builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", tools_condition)
-    builder.add_edge("tools", "agent")
-    return builder
+    return react_graph(agent, [fetch])
 
 
 def echo_graph() -> StateGraph:
@@ -356,13 +349,7 @@ def raising_agent(error: Exception) -> StateGraph:
             raise error
         return {"messages": [AIMessage("", tool_calls=[{"name": "search", "args": {"query": "q"}, "id": "c1"}])]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("agent", agent)
-    builder.add_node("tools", ToolNode([search]))
-    builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", tools_condition)
-    builder.add_edge("tools", "agent")
-    return builder
+    return react_graph(agent, [search])
 
 
 @pytest.mark.parametrize("on_error", ["warn", "raise"])
